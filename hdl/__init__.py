@@ -1,0 +1,1 @@
+"""tickpath.hdl: Amaranth 0.5 gateware components."""

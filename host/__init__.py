@@ -1,0 +1,1 @@
+"""tickpath.host: the appliance's software (capture, shim, risk, audit, gateways, CLI)."""

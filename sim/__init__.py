@@ -1,0 +1,1 @@
+"""tickpath.sim: cocotb testbenches, drivers, monitors, scoreboards and runners."""

@@ -1,0 +1,1 @@
+"""Golden models: pure Python, the reference every implementation is checked against."""
