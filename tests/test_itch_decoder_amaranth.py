@@ -1,0 +1,130 @@
+"""ItchDecoder on Amaranth's simulator: real messages and seeded random faulty streams."""
+
+import os
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from tickpath.hdl.itch_decoder import ItchDecoder
+from tickpath.protocol import itch
+from tickpath.protocol.feed import (
+    EventKind, as_dict, byte_beats, expected_event,
+)
+from tickpath.sim.itch_decoder.stimulus import (
+    bx_messages, pcap_messages, random_messages, valid_message,
+)
+
+
+async def stream_put(ctx, stream, payload):
+    ctx.set(stream.valid, 1)
+    ctx.set(stream.payload, payload)
+    await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+async def stream_get(ctx, stream):
+    ctx.set(stream.ready, 1)
+    payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+    ctx.set(stream.ready, 0)
+    return payload
+
+
+def decode_on_simulator(messages, *, seed=0, gap_probability=0.0, stall_probability=0.0,
+                        name="itch_decoder"):
+    """Run ``messages`` through the decoder; return (events, final counters, cycles)."""
+    dut = ItchDecoder()
+    rng = random.Random(seed)
+    events, counters, cycles = [], {}, {"n": 0}
+
+    async def producer(ctx):
+        for raw in messages:
+            for beat in byte_beats(raw):
+                while rng.random() < gap_probability:
+                    await ctx.tick()
+                await stream_put(ctx, dut.i_stream, beat)
+
+    async def consumer(ctx):
+        for _ in messages:
+            while rng.random() < stall_probability:
+                await ctx.tick()
+            events.append(as_dict(await stream_get(ctx, dut.o_stream)))
+        await ctx.tick()
+        counters["messages"] = ctx.get(dut.messages)
+        counters["malformed"] = ctx.get(dut.malformed)
+
+    async def clock_counter(ctx):
+        async for _ in ctx.tick():
+            cycles["n"] += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.add_process(clock_counter)
+    if os.environ.get("WAVES"):
+        with sim.write_vcd(f"{name}.vcd"):
+            sim.run()
+    else:
+        sim.run()
+    return events, counters, cycles["n"]
+
+
+def check(messages, events, counters):
+    assert len(events) == len(messages)
+    for i, (raw, got) in enumerate(zip(messages, events, strict=True)):
+        want = expected_event(raw)
+        assert got == want, f"message {i} ({raw[:1]!r}, {len(raw)} bytes): {diff(want, got)}"
+    assert counters == {
+        "messages": len(messages),
+        "malformed": sum(expected_event(r)["kind"] is EventKind.Malformed for r in messages),
+    }
+
+
+def diff(want, got):
+    return "; ".join(f"{k}: want {want[k]!r}, got {got[k]!r}" for k in want if want[k] != got[k])
+
+
+def test_real_bx_slice(bx_sample):
+    messages = bx_messages(bx_sample, limit=120)
+    events, counters, cycles = decode_on_simulator(messages, name="test_real_bx_slice")
+    check(messages, events, counters)
+    # back to back: one byte a cycle, the last event one cycle after its last byte
+    assert cycles <= sum(map(len, messages)) + 3
+
+
+def test_real_pcaps_every_book_type(shared_data):
+    messages = pcap_messages(sorted(shared_data.glob("pcap/*-itch50")))
+    assert set(m[:1] for m in messages) >= {t.encode() for t in "AFECXDUPS"}
+    events, counters, _ = decode_on_simulator(messages, seed=3, gap_probability=0.2,
+                                              stall_probability=0.3,
+                                              name="test_real_pcaps_every_book_type")
+    check(messages, events, counters)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_malformed_with_backpressure(seed):
+    messages = random_messages(random.Random(seed), 120)
+    kinds = {expected_event(m)["kind"] for m in messages}
+    assert EventKind.Malformed in kinds and EventKind.Add in kinds
+    events, counters, _ = decode_on_simulator(messages, seed=seed, gap_probability=0.3,
+                                              stall_probability=0.5,
+                                              name=f"test_random_seed{seed}")
+    check(messages, events, counters)
+
+
+def test_every_type_and_edge_lengths():
+    rng = random.Random(7)
+    messages = []
+    for type_char in sorted(itch.SPECS):
+        good = valid_message(rng, type_char)
+        messages += [good, good[:1], good + b"\x00", good[:-1]]
+    messages += [b"Z", b"\xff" * 3]
+    events, counters, _ = decode_on_simulator(messages, name="test_edges")
+    check(messages, events, counters)
+    assert counters["malformed"] == 3 * len(itch.SPECS) + 2
+
+
+def test_rejects_wider_datapath_for_now():
+    with pytest.raises(ValueError, match="data_width"):
+        ItchDecoder(data_width=64)
