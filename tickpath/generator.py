@@ -31,7 +31,8 @@ import numpy as np
 from tickpath.protocol import itch
 
 __all__ = [
-    "BOOK_TYPES", "DEFAULT_MIX", "MIX_TYPES", "GeneratorConfig", "PcapConfig", "Summary",
+    "BOOK_TYPES", "DEFAULT_MIX", "MIX_TYPES", "GeneratorConfig", "GeneratorError", "PcapConfig",
+    "Summary",
     "iter_binaryfile_chunks", "generate_binaryfile", "iter_messages", "pcap_frames",
     "write_binaryfile", "write_pcap", "parse_mix", "preamble_length", "TRAILER_EVENTS",
 ]
@@ -52,6 +53,10 @@ MAX_PRICE = 1_999_999_900             # $199,999.99: the largest whole-cent Pric
 CENT = 100
 
 _CHUNK = 1 << 16                      # messages per vectorised draw (part of the seed contract)
+
+
+class GeneratorError(ValueError):
+    """The configuration cannot make a valid day (found while generating)."""
 
 
 def preamble_length(symbols: int) -> int:
@@ -222,6 +227,7 @@ def _table(pairs: Iterable[tuple[int, int]], size: int = 256) -> tuple[int, ...]
 
 # Distance from the mid in cents (near the mid far more often), order sizes (round lots mostly).
 _DEPTH = _table((k, 240 // k) for k in range(1, 25))
+_DEPTH_TICKS = tuple(d * CENT for d in _DEPTH)
 _SHARES = _table([(100, 30), (200, 14), (300, 8), (400, 4), (500, 8), (1000, 6), (2000, 2),
                   (5000, 1), (1, 2), (10, 3), (25, 3), (50, 4), (75, 2), (150, 3), (250, 2)])
 
@@ -264,7 +270,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
     yield bytes(buf[:off])
 
     mix_types = list(config.mix)
-    kinds = [MIX_TYPES.index(t) for t in mix_types]
+    kinds = np.array([MIX_TYPES.index(t) for t in mix_types])
     mix_cum = np.cumsum([config.mix[t] for t in mix_types])
     add_kind = MIX_TYPES.index("A" if config.mix.get("A") else "F")
     marketable = config.marketable_per_mille * 65_536 // 1000
@@ -286,50 +292,74 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
         elif step == 1 and mid < ceiling:
             mid += CENT
         mids[sym] = mid
-        depth = _DEPTH[(bits >> 3) & 0xFF] * CENT
+        depth = depth_ticks[(bits >> 3) & 0xFF]
         if (bits >> 11) & 0xFFFF < marketable:          # through the mid, marketable-looking
             depth = -((bits >> 27) & 1) * CENT - CENT
         return mid - depth if side == 0 else mid + depth
 
+    # Locals, not globals, in the hot loop.
+    pack_a, size_a = _A.pack_into, _A.size
+    pack_f, size_f = _F.pack_into, _F.size
+    pack_e, size_e = _E.pack_into, _E.size
+    pack_c, size_c = _C.pack_into, _C.size
+    pack_x, size_x = _X.pack_into, _X.size
+    pack_d, size_d = _D.pack_into, _D.size
+    pack_u, size_u = _U.pack_into, _U.size
+    pack_p, size_p = _P.pack_into, _P.size
+    pack_h, size_h = _H.pack_into, _H.size
+    pack_i, size_i = _I.pack_into, _I.size
+    pack_q, size_q = _Q.pack_into, _Q.size
+    pack_y, size_y = _Y.pack_into, _Y.size
+    sides, shares_table, depth_ticks, mpids = _SIDES, _SHARES, _DEPTH_TICKS, _MPIDS
+
     while body > 0:
         n = min(body, _CHUNK)
         body -= n
-        draws_kind = np.searchsorted(mix_cum, rng.integers(0, mix_cum[-1], n), side="right")
-        kind_list = [kinds[k] for k in draws_kind.tolist()]
+        kind_list = kinds[np.searchsorted(mix_cum, rng.integers(0, mix_cum[-1], n),
+                                          side="right")].tolist()
         sym_list = activity_order[np.searchsorted(
             activity, rng.integers(0, activity[-1], n), side="right")].tolist()
         pick_list = rng.integers(0, 1 << 62, n, dtype=np.int64).tolist()
         bits_list = rng.integers(0, 1 << 62, n, dtype=np.int64).tolist()
-        gaps = rng.geometric(gap_p, n)
-        stamps = (np.cumsum(gaps) + ts).tolist()
-        ts = stamps[-1]
+        stamps = np.cumsum(rng.geometric(gap_p, n)) + ts
+        ts = int(stamps[-1])
         if ts > cap:
-            raise ValueError(f"the day overflows midnight at message "
-                             f"{config.messages - body - n + 1}: lower messages or "
-                             f"mean_interval_ns")
+            raise GeneratorError("the day overflows midnight: lower messages or "
+                                 "mean_interval_ns, or start earlier")
         off = 0
-        for kind, sym, pick, bits, t in zip(kind_list, sym_list, pick_list, bits_list, stamps,
-                                            strict=True):
-            hi = t >> 32
-            lo = t & 0xFFFFFFFF
+        his = (stamps >> 32).tolist()
+        los = (stamps & 0xFFFFFFFF).tolist()
+        for kind, sym, pick, bits, hi, lo in zip(kind_list, sym_list, pick_list, bits_list,
+                                                 his, los, strict=False):
             if kind > 1 and kind < 7 and not live:     # E C X D U with nothing live: add
                 kind = add_kind
-            if kind == 0 or kind == 1:                  # A, F: a new order
+            if kind < 2:                                # A, F: a new order (add_price inlined)
                 side = bits >> 61
-                price = add_price(sym, side, bits)
-                shares = _SHARES[(bits >> 28) & 0xFF]
+                mid = mids[sym]
+                step = bits & 7
+                if step == 0 and mid > floor:
+                    mid -= CENT
+                    mids[sym] = mid
+                elif step == 1 and mid < ceiling:
+                    mid += CENT
+                    mids[sym] = mid
+                depth = depth_ticks[(bits >> 3) & 0xFF]
+                if (bits >> 11) & 0xFFFF < marketable:
+                    depth = -((bits >> 27) & 1) * CENT - CENT
+                price = mid - depth if side == 0 else mid + depth
+                shares = shares[(bits >> 28) & 0xFF]
                 ref = next_ref
                 next_ref += 1 + ((bits >> 36) & 3)
                 orders[ref] = [len(live), sym, side, price, shares]
                 live.append(ref)
                 if kind == 0:
-                    _A.pack_into(buf, off, _LEN_A, b"A", sym + 1, 0, hi, lo, ref, _SIDES[side],
+                    pack_a(buf, off, _LEN_A, b"A", sym + 1, 0, hi, lo, ref, sides[side],
                                  shares, stocks[sym], price)
-                    off += _LEN_A + 2
+                    off += size_a
                 else:
-                    _F.pack_into(buf, off, _LEN_F, b"F", sym + 1, 0, hi, lo, ref, _SIDES[side],
-                                 shares, stocks[sym], price, _MPIDS[(bits >> 40) % 7])
-                    off += _LEN_F + 2
+                    pack_f(buf, off, _LEN_F, b"F", sym + 1, 0, hi, lo, ref, sides[side],
+                                 shares, stocks[sym], price, mpids[(bits >> 40) % 7])
+                    off += size_f
                 continue
             if kind < 7:                                # E C X D U: an existing order
                 ref = live[pick % len(live)]
@@ -345,28 +375,28 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                         orders[last][0] = o[0]
                     del orders[ref]
                     if kind == 5:
-                        _D.pack_into(buf, off, _LEN_D, b"D", osym + 1, 0, hi, lo, ref)
-                        off += _LEN_D + 2
+                        pack_d(buf, off, _LEN_D, b"D", osym + 1, 0, hi, lo, ref)
+                        off += size_d
                         continue
                     side = o[2]
                     price = add_price(osym, side, bits)
-                    shares = _SHARES[(bits >> 28) & 0xFF]
+                    shares = shares[(bits >> 28) & 0xFF]
                     new = next_ref
                     next_ref += 1 + ((bits >> 36) & 3)
                     orders[new] = [len(live), osym, side, price, shares]
                     live.append(new)
-                    _U.pack_into(buf, off, _LEN_U, b"U", osym + 1, 0, hi, lo, ref, new, shares,
+                    pack_u(buf, off, _LEN_U, b"U", osym + 1, 0, hi, lo, ref, new, shares,
                                  price)
-                    off += _LEN_U + 2
+                    off += size_u
                     continue
                 if kind == 4:                           # X: a partial cancel
                     cut = 1 + (bits >> 8) % (left - 1)
                     o[4] = left - cut
-                    _X.pack_into(buf, off, _LEN_X, b"X", osym + 1, 0, hi, lo, ref, cut)
-                    off += _LEN_X + 2
+                    pack_x(buf, off, _LEN_X, b"X", osym + 1, 0, hi, lo, ref, cut)
+                    off += size_x
                     continue
                 # E, C: fill all of it half the time, else a lot-sized part of it
-                fill = left if bits & 1 else min(left, _SHARES[(bits >> 8) & 0xFF])
+                fill = left if bits & 1 else min(left, shares[(bits >> 8) & 0xFF])
                 match += 1 + ((bits >> 16) & 1)
                 if fill == left:
                     last = live.pop()
@@ -377,49 +407,50 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                 else:
                     o[4] = left - fill
                 if kind == 2:
-                    _E.pack_into(buf, off, _LEN_E, b"E", osym + 1, 0, hi, lo, ref, fill, match)
-                    off += _LEN_E + 2
+                    pack_e(buf, off, _LEN_E, b"E", osym + 1, 0, hi, lo, ref, fill, match)
+                    off += size_e
                 else:
                     price = o[3] + (((bits >> 20) & 1) * 2 - 1) * CENT * ((bits >> 21) & 1)
-                    _C.pack_into(buf, off, _LEN_C, b"C", osym + 1, 0, hi, lo, ref, fill, match,
+                    pack_c(buf, off, _LEN_C, b"C", osym + 1, 0, hi, lo, ref, fill, match,
                                  _PRINTABLE[(bits >> 22) & 7], price)
-                    off += _LEN_C + 2
+                    off += size_c
                 continue
             mid = mids[sym]
             if kind == 7:                               # P: a hidden order trades at the mid
                 match += 1
-                _P.pack_into(buf, off, _LEN_P, b"P", sym + 1, 0, hi, lo, 0, b"B",
-                             _SHARES[bits & 0xFF], stocks[sym], mid, match)
-                off += _LEN_P + 2
+                pack_p(buf, off, _LEN_P, b"P", sym + 1, 0, hi, lo, 0, b"B",
+                             shares[bits & 0xFF], stocks[sym], mid, match)
+                off += size_p
             elif kind == 8:                             # H: the symbol keeps trading
-                _H.pack_into(buf, off, _LEN_H, b"H", sym + 1, 0, hi, lo, stocks[sym], b"T",
+                pack_h(buf, off, _LEN_H, b"H", sym + 1, 0, hi, lo, stocks[sym], b"T",
                              b" ", b"    ")
-                off += _LEN_H + 2
+                off += size_h
             elif kind == 9:                             # I: closing-cross imbalance
-                paired = _SHARES[bits & 0xFF] * 10
-                imbalance = _SHARES[(bits >> 8) & 0xFF]
+                paired = shares[bits & 0xFF] * 10
+                imbalance = shares[(bits >> 8) & 0xFF]
                 near = mid + (((bits >> 16) & 7) - 3) * CENT
-                _I.pack_into(buf, off, _LEN_I, b"I", sym + 1, 0, hi, lo, paired, imbalance,
+                pack_i(buf, off, _LEN_I, b"I", sym + 1, 0, hi, lo, paired, imbalance,
                              _DIRECTIONS[(bits >> 20) & 3], stocks[sym], near, near, mid,
                              b"C", b"L")
-                off += _LEN_I + 2
+                off += size_i
             elif kind == 10:                            # Q: a cross at the mid
                 match += 1
-                _Q.pack_into(buf, off, _LEN_Q, b"Q", sym + 1, 0, hi, lo,
-                             _SHARES[bits & 0xFF] * 10, stocks[sym], mid, match,
+                pack_q(buf, off, _LEN_Q, b"Q", sym + 1, 0, hi, lo,
+                             shares[bits & 0xFF] * 10, stocks[sym], mid, match,
                              _CROSS_TYPES[(bits >> 8) & 3])
-                off += _LEN_Q + 2
+                off += size_q
             else:                                       # Y: Reg SHO state
-                _Y.pack_into(buf, off, _LEN_Y, b"Y", sym + 1, 0, hi, lo, stocks[sym],
+                pack_y(buf, off, _LEN_Y, b"Y", sym + 1, 0, hi, lo, stocks[sym],
                              _REG_SHO[(bits & 0xFF) % 3])
-                off += _LEN_Y + 2
+                off += size_y
         yield bytes(buf[:off])
 
     tail = bytearray()
     for code in TRAILER_EVENTS:
         ts += 1
         if ts > cap:
-            raise ValueError("the day overflows midnight: lower messages or mean_interval_ns")
+            raise GeneratorError("the day overflows midnight: lower messages or "
+                                 "mean_interval_ns, or start earlier")
         tail += _S.pack(_LEN_S, b"S", 0, 0, ts >> 32, ts & 0xFFFFFFFF, code.encode())
     yield bytes(tail)
 
@@ -432,12 +463,11 @@ def generate_binaryfile(config: GeneratorConfig) -> bytes:
 def iter_messages(config: GeneratorConfig) -> Iterator[bytes]:
     """The feed's raw ITCH messages (no framing), in order."""
     for chunk in iter_binaryfile_chunks(config):
-        mv = memoryview(chunk)
         pos, end = 0, len(chunk)
         while pos < end:
-            n = (chunk[pos] << 8) | chunk[pos + 1]
-            yield bytes(mv[pos + 2:pos + 2 + n])
-            pos += 2 + n
+            start = pos + 2
+            pos = start + ((chunk[pos] << 8) | chunk[pos + 1])
+            yield chunk[start:pos]
 
 
 # --- output -----------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 import click
-from tickpath.host.cli import UserError
 
+from tickpath.host.cli import UserError
 from tickpath.protocol import itch
 from tickpath.protocol.moldudp64 import MoldError, decode_packet
 from tickpath.protocol.pcap import PCAP_MAGICS, PcapError, iter_pcap_records, parse_udp_frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from tickpath.host.cli import UserError
 
 
@@ -49,6 +50,6 @@ def command(out, messages, symbols, seed, mix, session, group):
             summary = generator.write_binaryfile(config, out)
     except OSError as e:
         raise UserError(f"{out}: {e.strerror or e}") from None
-    except ValueError as e:
+    except generator.GeneratorError as e:
         raise UserError(str(e)) from None
     click.echo(summary.line(out), err=True)

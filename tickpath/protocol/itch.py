@@ -159,6 +159,7 @@ class ItchError(ValueError):
 
     def __init__(self, message: str, offset: int | None = None):
         self.offset = offset
+        self.reason = message
         super().__init__(message if offset is None else f"at offset {offset}: {message}")
 
 

@@ -94,7 +94,7 @@ def udp_frame(payload: bytes, *, src_ip: str, dst_ip: str, sport: int, dport: in
         raise ValueError(f"{len(payload)}-byte payload does not fit one IPv4 datagram")
     udp = dpkt.udp.UDP(sport=sport, dport=dport, ulen=8 + len(payload), data=payload)
     ip = dpkt.ip.IP(src=socket.inet_aton(src_ip), dst=socket.inet_aton(dst_ip),
-                    p=IP_PROTO_UDP, ttl=ttl, off=dpkt.ip.IP_DF, data=udp)
+                    p=IP_PROTO_UDP, ttl=ttl, df=1, data=udp)
     eth = dpkt.ethernet.Ethernet(src=_mac_bytes(src_mac), dst=_mac_bytes(dst_mac),
                                  type=ETH_TYPE_IPV4, data=ip)
     if vlan is not None:
