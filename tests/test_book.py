@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from collections import Counter, defaultdict
 
 import pytest
@@ -525,15 +524,7 @@ def test_cli_empty_file_prints_nothing_but_the_summary(tmp_path):
     assert result.stderr.startswith("messages 0;")
 
 
-def test_cli_pcap_without_reader_is_a_clear_error(shared_data, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tickpath.protocol.pcap", None)    # import fails
-    result = run_cli(shared_data / "pcap/bx-itch50/AddOrderNoMpidAttributionMessage.pcap")
-    assert result.exit_code == 1
-    assert "pcap input needs tickpath.protocol.pcap" in result.output
-
-
 def test_cli_books_a_real_pcap(shared_data):
-    pytest.importorskip("tickpath.protocol.pcap", reason="pcap reader not written yet")
     path = shared_data / "pcap/bx-itch50/AddOrderNoMpidAttributionMessage.pcap"
     data = path.read_bytes()
     adds, start = [], data.find(b"\x00\x24A")                  # MoldUDP64 block: length 36, 'A'
@@ -551,7 +542,6 @@ def test_cli_books_a_real_pcap(shared_data):
 
 
 def test_cli_truncated_pcap_is_one_line(shared_data, tmp_path):
-    pytest.importorskip("tickpath.protocol.pcap", reason="pcap reader not written yet")
     path = tmp_path / "cut.pcap"
     path.write_bytes((shared_data / "pcap/bx-itch50/OrderDeleteMessage.pcap").read_bytes()[:100])
     result = run_cli(path)

@@ -347,7 +347,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                 if (bits >> 11) & 0xFFFF < marketable:
                     depth = -((bits >> 27) & 1) * CENT - CENT
                 price = mid - depth if side == 0 else mid + depth
-                shares = shares[(bits >> 28) & 0xFF]
+                shares = shares_table[(bits >> 28) & 0xFF]
                 ref = next_ref
                 next_ref += 1 + ((bits >> 36) & 3)
                 orders[ref] = [len(live), sym, side, price, shares]
@@ -380,7 +380,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                         continue
                     side = o[2]
                     price = add_price(osym, side, bits)
-                    shares = shares[(bits >> 28) & 0xFF]
+                    shares = shares_table[(bits >> 28) & 0xFF]
                     new = next_ref
                     next_ref += 1 + ((bits >> 36) & 3)
                     orders[new] = [len(live), osym, side, price, shares]
@@ -396,7 +396,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                     off += size_x
                     continue
                 # E, C: fill all of it half the time, else a lot-sized part of it
-                fill = left if bits & 1 else min(left, shares[(bits >> 8) & 0xFF])
+                fill = left if bits & 1 else min(left, shares_table[(bits >> 8) & 0xFF])
                 match += 1 + ((bits >> 16) & 1)
                 if fill == left:
                     last = live.pop()
@@ -419,15 +419,15 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
             if kind == 7:                               # P: a hidden order trades at the mid
                 match += 1
                 pack_p(buf, off, _LEN_P, b"P", sym + 1, 0, hi, lo, 0, b"B",
-                             shares[bits & 0xFF], stocks[sym], mid, match)
+                             shares_table[bits & 0xFF], stocks[sym], mid, match)
                 off += size_p
             elif kind == 8:                             # H: the symbol keeps trading
                 pack_h(buf, off, _LEN_H, b"H", sym + 1, 0, hi, lo, stocks[sym], b"T",
                              b" ", b"    ")
                 off += size_h
             elif kind == 9:                             # I: closing-cross imbalance
-                paired = shares[bits & 0xFF] * 10
-                imbalance = shares[(bits >> 8) & 0xFF]
+                paired = shares_table[bits & 0xFF] * 10
+                imbalance = shares_table[(bits >> 8) & 0xFF]
                 near = mid + (((bits >> 16) & 7) - 3) * CENT
                 pack_i(buf, off, _LEN_I, b"I", sym + 1, 0, hi, lo, paired, imbalance,
                              _DIRECTIONS[(bits >> 20) & 3], stocks[sym], near, near, mid,
@@ -436,7 +436,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
             elif kind == 10:                            # Q: a cross at the mid
                 match += 1
                 pack_q(buf, off, _LEN_Q, b"Q", sym + 1, 0, hi, lo,
-                             shares[bits & 0xFF] * 10, stocks[sym], mid, match,
+                             shares_table[bits & 0xFF] * 10, stocks[sym], mid, match,
                              _CROSS_TYPES[(bits >> 8) & 3])
                 off += size_q
             else:                                       # Y: Reg SHO state

@@ -41,11 +41,7 @@ ENGINES: dict[str, Callable[[Iterable[bytes]], BookBuilder]] = {
 
 
 def _iter_pcap(path: pathlib.Path) -> Iterator[bytes]:
-    try:
-        from tickpath.protocol import pcap
-    except ImportError as exc:
-        raise UserError(f"{path}: pcap input needs tickpath.protocol.pcap, which this "
-                        "build lacks") from exc
+    from tickpath.protocol import pcap
     for number, (_, _, packet) in enumerate(pcap.iter_mold_messages(path), 1):
         for index, raw in enumerate(packet.messages):
             spec = itch.SPECS.get(chr(raw[0])) if raw else None
