@@ -620,6 +620,8 @@ def test_random_stream_matches_naive_model(seed):
                    (EventKind.Rejected, RejectReason.InvalidPrice),
                    (EventKind.Replaced, 0), (EventKind.Executed, 0)]:
         assert wanted in kinds, wanted
+    if capacity is not None:
+        assert model.rejects[RejectReason.Full] > 0
     assert len(model) == 0 and model.closed
 
 

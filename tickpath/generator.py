@@ -69,7 +69,8 @@ class GeneratorConfig:
     """What to generate. ``messages`` counts every message written, system events included.
 
     ``mix`` maps body types (:data:`MIX_TYPES`) to integer weights; types left out never
-    appear. ``mean_interval_ns`` is the mean gap between timestamps. ``marketable_per_mille``
+    appear. ``mean_interval_ns`` sets the gaps between timestamps (uniform up to twice it,
+    with bursts). ``marketable_per_mille``
     is how many adds/replaces in a thousand are priced through the mid.
     """
 
@@ -241,9 +242,12 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
     names = _stock_names(symbols, rng)
     stocks = [n.encode().ljust(8) for n in names]
     locates = list(range(1, symbols + 1))
-    # Mid in whole cents, log-uniform from $5 to $500; activity Zipf-like over the symbols.
-    mids = [int(round(x)) * CENT for x in np.exp(rng.uniform(np.log(500), np.log(50_000),
-                                                             symbols))]
+    # Mid in whole cents: a band ($5-20, $20-100, $100-500), then uniform inside it; integer
+    # draws only, so the bytes do not depend on the platform's libm.
+    bands = np.array([[500, 2_000], [2_000, 10_000], [10_000, 50_000]])[
+        rng.integers(0, 3, symbols)]
+    mids = (rng.integers(bands[:, 0], bands[:, 1]) * CENT).tolist()
+    # Activity Zipf-like over the symbols, in a seeded order.
     activity = np.cumsum([max(1, 1_000_000 // (r + 1)) for r in range(symbols)])
     activity_order = rng.permutation(symbols)
     floor = MIN_PRICE + (max(_DEPTH) + 4) * CENT      # lowest mid: every price stays >= $1.00
@@ -257,10 +261,9 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
     off += _LEN_S + 2
     for i in range(symbols):
         ts += 1
-        lot = 100
         tier = b"1" if mids[i] >= 300 * CENT else b"2"
         _R.pack_into(buf, off, _LEN_R, b"R", locates[i], 0, ts >> 32, ts & 0xFFFFFFFF,
-                     stocks[i], b"Q", b"N", lot, b"N", b"C", b"Z ", b"P", b"N", b"N", tier,
+                     stocks[i], b"Q", b"N", 100, b"N", b"C", b"Z ", b"P", b"N", b"N", tier,
                      b"N", 0, b"N")
         off += _LEN_R + 2
     for code in PREAMBLE_EVENTS:
@@ -274,7 +277,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
     mix_cum = np.cumsum([config.mix[t] for t in mix_types])
     add_kind = MIX_TYPES.index("A" if config.mix.get("A") else "F")
     marketable = config.marketable_per_mille * 65_536 // 1000
-    gap_p = 1.0 / config.mean_interval_ns
+    gap_span = 2 * config.mean_interval_ns
 
     live: list[int] = []                  # live references, for picking one at random
     orders: dict[int, list] = {}          # ref -> [index in live, symbol, side, price, shares]
@@ -321,7 +324,10 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
             activity, rng.integers(0, activity[-1], n), side="right")].tolist()
         pick_list = rng.integers(0, 1 << 62, n, dtype=np.int64).tolist()
         bits_list = rng.integers(0, 1 << 62, n, dtype=np.int64).tolist()
-        stamps = np.cumsum(rng.geometric(gap_p, n)) + ts
+        # Gaps uniform in 1..2*mean, a quarter of them squeezed 16-fold: bursts, in integers.
+        gaps = rng.integers(1, gap_span, n, endpoint=True)
+        gaps = np.where(rng.integers(0, 4, n) == 0, gaps // 16 + 1, gaps)
+        stamps = np.cumsum(gaps) + ts
         ts = int(stamps[-1])
         if ts > cap:
             raise GeneratorError("the day overflows midnight: lower messages or "

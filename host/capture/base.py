@@ -143,10 +143,16 @@ class Capture(abc.ABC):
                 self._poller.register(fd, select.POLLIN)
         self._poller.poll(ns_to_ms_ceil(timeout_ns))
 
-    def _close(self) -> None:
-        pass
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release the backend's resources (called once)."""
 
-    def _update_stats(self) -> None:
+    @property
+    def at_end(self) -> bool:
+        """True once a finite source (a pcap file) has nothing more to give; live captures
+        never end by themselves."""
+        return False
+
+    def _update_stats(self) -> None:  # noqa: B027 - optional hook
         """Refresh kernel-side counters (drops) into ``self._stats``."""
 
     # -- the interface ---------------------------------------------------------------
@@ -168,13 +174,13 @@ class Capture(abc.ABC):
                 return self._read(max_count)
             self._wait(left)
             got = self._read(max_count)
-            if got:
+            if got or self.at_end:
                 return got
 
     def iterate(self, *, count: int | None = None, timeout_ns: int = 1_000_000_000,
                 idle_ns: int | None = None) -> Iterator[Datagram]:
-        """Yield datagrams until ``count`` were yielded, ``timeout_ns`` passed in all, or
-        nothing arrived for ``idle_ns``; always bounded."""
+        """Yield datagrams until ``count`` were yielded, ``timeout_ns`` passed in all,
+        nothing arrived for ``idle_ns``, or a finite source ended; always bounded."""
         deadline = time.monotonic_ns() + timeout_ns
         n = 0
         last = time.monotonic_ns()
@@ -191,8 +197,9 @@ class Capture(abc.ABC):
             batch = self.poll(wait, 1024 if count is None else min(1024, count - n))
             if batch:
                 last = time.monotonic_ns()
-            for d in batch:
-                yield d
+            elif self.at_end:
+                return
+            yield from batch
             n += len(batch)
 
     def __iter__(self) -> Iterator[Datagram]:

@@ -78,6 +78,8 @@ def helper_library() -> ctypes.CDLL:
         lib.tp_xsk_recv.restype = ctypes.c_int
         lib.tp_xsk_stats.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.tp_xsk_stats.restype = ctypes.c_int
+        lib.tp_xsk_quiet.argtypes = [ctypes.c_int]
+        lib.tp_xsk_quiet(0 if os.environ.get("TICKPATH_XDP_DEBUG") else 1)
         _lib = lib
         return lib
 

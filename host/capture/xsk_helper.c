@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
+#include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
 #ifndef SOL_XDP
@@ -39,6 +41,16 @@ struct tp_xsk {
 };
 
 int tp_xsk_abi(void) { return 1; }
+
+/* libxdp and libbpf print their progress (and their fallbacks, such as "no bpffs, loading a
+ * single program without the dispatcher") to stderr; keep quiet unless asked. */
+void tp_xsk_quiet(int quiet)
+{
+	if (quiet) {
+		libxdp_set_print(NULL);
+		libbpf_set_print(NULL);
+	}
+}
 
 void tp_xsk_close(struct tp_xsk *x)
 {
