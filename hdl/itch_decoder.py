@@ -13,7 +13,12 @@ from amaranth.lib.wiring import In, Out
 
 from tickpath.protocol import itch
 from tickpath.protocol.feed import (
-    LENGTH_MAX, ByteBeat, EventKind, FeedEvent, KIND_BY_TYPE, event_sources,
+    KIND_BY_TYPE,
+    LENGTH_MAX,
+    ByteBeat,
+    EventKind,
+    FeedEvent,
+    event_sources,
 )
 
 __all__ = ["ItchDecoder", "capture_plan"]

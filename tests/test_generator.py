@@ -48,7 +48,7 @@ def check_feed(msgs: list, config: gen.GeneratorConfig) -> None:
     last_match = 0
 
     def whole_cents(price):
-        assert price % 100 == 0 and price >= 10_000, price
+        assert price % 100 == 0 and price >= 10_000, f"price {price}: not whole cents >= $1"
 
     def new_ref(ref):
         nonlocal last_ref
@@ -126,6 +126,36 @@ def test_same_seed_same_bytes_other_seed_differs(image):
 
 def test_feed_is_consistent(messages):
     check_feed(messages, CONFIG)
+
+
+def test_checker_catches_broken_feeds(messages):
+    """The replay above is only worth something if it rejects a bad day: put each fault in
+    place of a Reg SHO message right after an add (the harmless control swap must pass)."""
+    y = next(i for i in range(3 + CONFIG.symbols + 5, len(messages))
+             if messages[i].type == "Y" and messages[i - 1].type == "A")
+    add, ts = messages[y - 1], messages[y].timestamp
+
+    def record(t, **changes):
+        fields = {**add.to_dict(), **changes} if t == "A" else changes
+        fields.pop("type", None)
+        return itch.RECORDS[t](**{"stock_locate": add.stock_locate, "tracking_number": 0,
+                                  **fields, "timestamp": ts})
+
+    def swapped(m):
+        return messages[:y] + [m] + messages[y + 1:]
+
+    check_feed(swapped(record("H", stock=add.stock, trading_state="T", reserved=" ",
+                              reason_code="")), CONFIG)
+    faults = {
+        "not live": record("D", order_reference_number=10**12),
+        "executed_shares": record("E", order_reference_number=add.order_reference_number,
+                                  executed_shares=add.shares + 1, match_number=10**12),
+        "price": record("A", price=add.price + 1, order_reference_number=10**12),
+        "not increasing": record("A", order_reference_number=add.order_reference_number),
+    }
+    for words, bad in faults.items():
+        with pytest.raises(AssertionError, match=words):
+            check_feed(swapped(bad), CONFIG)
 
 
 def test_messages_are_the_binaryfile_unframed(image):

@@ -335,6 +335,8 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
         off = 0
         his = (stamps >> 32).tolist()
         los = (stamps & 0xFFFFFFFF).tolist()
+        # kind is MIX_TYPES.index(type): 0 A, 1 F, 2 E, 3 C, 4 X, 5 D, 6 U, 7 P, 8 H, 9 I,
+        # 10 Q, 11 Y. Bit fields of `bits` are disjoint within each branch.
         for kind, sym, pick, bits, hi, lo in zip(kind_list, sym_list, pick_list, bits_list,
                                                  his, los, strict=False):
             if kind > 1 and kind < 7 and not live:     # E C X D U with nothing live: add
@@ -360,11 +362,11 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                 live.append(ref)
                 if kind == 0:
                     pack_a(buf, off, _LEN_A, b"A", sym + 1, 0, hi, lo, ref, sides[side],
-                                 shares, stocks[sym], price)
+                           shares, stocks[sym], price)
                     off += size_a
                 else:
                     pack_f(buf, off, _LEN_F, b"F", sym + 1, 0, hi, lo, ref, sides[side],
-                                 shares, stocks[sym], price, mpids[(bits >> 40) % 7])
+                           shares, stocks[sym], price, mpids[(bits >> 40) % 7])
                     off += size_f
                 continue
             if kind < 7:                                # E C X D U: an existing order
@@ -392,7 +394,7 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                     orders[new] = [len(live), osym, side, price, shares]
                     live.append(new)
                     pack_u(buf, off, _LEN_U, b"U", osym + 1, 0, hi, lo, ref, new, shares,
-                                 price)
+                           price)
                     off += size_u
                     continue
                 if kind == 4:                           # X: a partial cancel
@@ -418,36 +420,36 @@ def iter_binaryfile_chunks(config: GeneratorConfig) -> Iterator[bytes]:
                 else:
                     price = o[3] + (((bits >> 20) & 1) * 2 - 1) * CENT * ((bits >> 21) & 1)
                     pack_c(buf, off, _LEN_C, b"C", osym + 1, 0, hi, lo, ref, fill, match,
-                                 _PRINTABLE[(bits >> 22) & 7], price)
+                           _PRINTABLE[(bits >> 22) & 7], price)
                     off += size_c
                 continue
             mid = mids[sym]
             if kind == 7:                               # P: a hidden order trades at the mid
                 match += 1
                 pack_p(buf, off, _LEN_P, b"P", sym + 1, 0, hi, lo, 0, b"B",
-                             shares_table[bits & 0xFF], stocks[sym], mid, match)
+                       shares_table[bits & 0xFF], stocks[sym], mid, match)
                 off += size_p
             elif kind == 8:                             # H: the symbol keeps trading
                 pack_h(buf, off, _LEN_H, b"H", sym + 1, 0, hi, lo, stocks[sym], b"T",
-                             b" ", b"    ")
+                       b" ", b"    ")
                 off += size_h
             elif kind == 9:                             # I: closing-cross imbalance
                 paired = shares_table[bits & 0xFF] * 10
                 imbalance = shares_table[(bits >> 8) & 0xFF]
                 near = mid + (((bits >> 16) & 7) - 3) * CENT
                 pack_i(buf, off, _LEN_I, b"I", sym + 1, 0, hi, lo, paired, imbalance,
-                             _DIRECTIONS[(bits >> 20) & 3], stocks[sym], near, near, mid,
-                             b"C", b"L")
+                       _DIRECTIONS[(bits >> 20) & 3], stocks[sym], near, near, mid,
+                       b"C", b"L")
                 off += size_i
             elif kind == 10:                            # Q: a cross at the mid
                 match += 1
                 pack_q(buf, off, _LEN_Q, b"Q", sym + 1, 0, hi, lo,
-                             shares_table[bits & 0xFF] * 10, stocks[sym], mid, match,
-                             _CROSS_TYPES[(bits >> 8) & 3])
+                       shares_table[bits & 0xFF] * 10, stocks[sym], mid, match,
+                       _CROSS_TYPES[(bits >> 8) & 3])
                 off += size_q
             else:                                       # Y: Reg SHO state
                 pack_y(buf, off, _LEN_Y, b"Y", sym + 1, 0, hi, lo, stocks[sym],
-                             _REG_SHO[(bits & 0xFF) % 3])
+                       _REG_SHO[(bits & 0xFF) % 3])
                 off += size_y
         yield bytes(buf[:off])
 

@@ -38,8 +38,6 @@ _IOVEC = 16
 _CONTROL = 64               # CMSG_SPACE(timespec)=32 + CMSG_SPACE(u32)=24
 _HDR_INIT = struct.Struct("<QI4xQQQQi4xI4x")   # name, namelen, iov, iovlen, control, controllen,
 _HDR_OUT = struct.Struct("<Qi4xI")             # controllen, flags, msg_len (at offset 40)
-_CONTROLLEN = struct.Struct("<Q")
-_NAMELEN = struct.Struct("<I")
 _IOV = struct.Struct("<QQ")
 _CMSG = struct.Struct("<QiI")
 _TS_FAST = struct.Struct("<QiIqq")
@@ -77,6 +75,9 @@ class _Slotted:
                                 _SOCKADDR_IN, a_iov + i * _IOVEC, 1,
                                 a_ctrl + i * _CONTROL, _CONTROL, 0, 0)
         self.addr = ctypes.addressof(self.hdrs)
+        # recvmmsg overwrites msg_namelen, msg_controllen, msg_flags and msg_len: one memmove
+        # from this pristine copy resets the used headers for the next call.
+        self.template = ctypes.create_string_buffer(self.hdrs.raw, len(self.hdrs))
         self.hv = memoryview(self.hdrs).cast("B")
         self.bv = memoryview(self.bufs).cast("B")
         self.nv = memoryview(self.names).cast("B")
@@ -209,10 +210,7 @@ class SocketCapture(Capture):
             ovfl = self._ovfl[i]
             before = len(out)
             for j in range(n):
-                off = j * _MMSGHDR
-                controllen, flags, length = _HDR_OUT.unpack_from(hv, off + 40)
-                _CONTROLLEN.pack_into(hv, off + 40, _CONTROL)   # the kernel overwrote them
-                _NAMELEN.pack_into(hv, off + 8, _SOCKADDR_IN)
+                controllen, flags, length = _HDR_OUT.unpack_from(hv, j * _MMSGHDR + 40)
                 c = j * _CONTROL
                 ts = 0
                 if controllen == 32:      # the usual case: only the timestamp
@@ -243,6 +241,7 @@ class SocketCapture(Capture):
                 b = j * slot
                 out.append(Datagram(ts, (ip, port), dst, bv[b:b + length].tobytes()))
                 st.bytes += length
+            ctypes.memmove(sl.addr, sl.template, n * _MMSGHDR)
             st.received += len(out) - before
             self._ovfl[i] = ovfl
             max_count -= n

@@ -1,0 +1,1 @@
+"""tickpath benchmarks: `make bench` (python -m bench). Figures are printed, never asserted."""
