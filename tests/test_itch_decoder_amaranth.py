@@ -9,7 +9,14 @@ from amaranth.sim import Simulator
 
 from tickpath.hdl.itch_decoder import ItchDecoder
 from tickpath.protocol import itch
-from tickpath.protocol.feed import EventKind, as_dict, byte_beats, expected_event
+from tickpath.protocol.feed import (
+    EventKind,
+    as_dict,
+    byte_beats,
+    expected_event,
+    pack_event,
+    unpack_event,
+)
 from tickpath.sim.itch_decoder.stimulus import (
     bx_messages,
     pcap_messages,
@@ -85,6 +92,28 @@ def check(messages, events, counters):
 
 def diff(want, got):
     return "; ".join(f"{k}: want {want[k]!r}, got {got[k]!r}" for k in want if want[k] != got[k])
+
+
+def test_model_maps_real_fields(bx_sample):
+    add = next(m for m in bx_messages(bx_sample) if m[:1] == b"A")
+    event = expected_event(add)
+    decoded = itch.decode(add)
+    assert event["kind"] is EventKind.Add and event["length"] == 36
+    assert (event["shares"], event["price"]) == (decoded.shares, decoded.price) == (1000, 53167)
+    assert event["side"] == (decoded.buy_sell_indicator == "S")
+    replace = next(m for m in bx_messages(bx_sample) if m[:1] == b"U")
+    event = expected_event(replace)
+    assert (event["order_ref"], event["new_order_ref"]) == (3735040, 3831915)
+    assert unpack_event(pack_event(event)) == event
+
+
+def test_model_malformed_and_saturated_length():
+    assert expected_event(b"A" * 35)["kind"] is EventKind.Malformed
+    long = expected_event(b"Z" * 70_000)
+    assert (long["kind"], long["msg_type"], long["length"]) == (EventKind.Malformed, 90, 0xFFFF)
+    assert long["timestamp"] == 0
+    with pytest.raises(ValueError, match="0 bytes"):
+        expected_event(b"")
 
 
 def test_real_bx_slice(bx_sample):

@@ -162,18 +162,33 @@ class Capture(abc.ABC):
         Returns an empty list when nothing arrived in time; never waits longer than the
         timeout (plus one scheduling quantum).
         """
+        return self._poll(self._read, timeout_ns, max_count)
+
+    def poll_frames(self, timeout_ns: int = 0, max_count: int = 1024) -> list[tuple[int, bytes]]:
+        """Raw ``(ts_ns, frame)`` pairs, unparsed (backends that have frames: ring, xdp, pcap).
+
+        This is what a consumer that parses frames itself (the FPGA shim) wants, and it skips
+        the cost of parsing each frame in Python. Frames that pass the kernel filter are
+        counted as received.
+        """
+        return self._poll(self._read_frames, timeout_ns, max_count)
+
+    def _read_frames(self, max_count: int) -> list[tuple[int, bytes]]:
+        raise CaptureError(f"the {self.backend} backend has no frames")
+
+    def _poll(self, read, timeout_ns: int, max_count: int) -> list:
         if self._closed:
             raise CaptureError("capture is closed")
-        got = self._read(max_count)
+        got = read(max_count)
         if got or timeout_ns <= 0:
             return got
         deadline = time.monotonic_ns() + timeout_ns
         while True:
             left = deadline - time.monotonic_ns()
             if left <= 0:
-                return self._read(max_count)
+                return read(max_count)
             self._wait(left)
-            got = self._read(max_count)
+            got = read(max_count)
             if got or self.at_end:
                 return got
 

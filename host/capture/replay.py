@@ -71,19 +71,29 @@ class ReplayCapture(Capture):
             return self._start_mono + self._index * 1_000_000_000 // self._rate
         return 0
 
-    def _read(self, max_count: int) -> list[Datagram]:
-        out: list[Datagram] = []
-        st = self._stats
+    def _released(self, max_count: int) -> list[tuple[int, bytes]]:
+        """Records whose release time has come."""
+        out: list[tuple[int, bytes]] = []
         now = time.monotonic_ns()
         while len(out) < max_count:
             rec = self._peek()
-            if rec is None:
-                break
-            ts, frame = rec
-            if self._pacing != "asap" and self._due(ts) > now:
+            if rec is None or (self._pacing != "asap" and self._due(rec[0]) > now):
                 break
             self._pending = None
             self._index += 1
+            out.append(rec)
+        return out
+
+    def _read_frames(self, max_count: int) -> list[tuple[int, bytes]]:
+        out = [(ts, bytes(f)) for ts, f in self._released(max_count)]
+        self._stats.received += len(out)
+        self._stats.bytes += sum(len(f) for _, f in out)
+        return out
+
+    def _read(self, max_count: int) -> list[Datagram]:
+        out: list[Datagram] = []
+        st = self._stats
+        for ts, frame in self._released(max_count):
             try:
                 u = pcap.parse_udp_frame(frame)
             except pcap.PcapError:

@@ -129,6 +129,26 @@ class RingCapture(Capture):
 
     def _read(self, max_count: int) -> list[Datagram]:
         out: list[Datagram] = []
+        st = self._stats
+        for ts, frame in self._walk(max_count):
+            d = _datagram(ts, frame)
+            if d is None:
+                st.filtered += 1
+            else:
+                out.append(d)
+                st.bytes += len(d.payload)
+        st.received += len(out)
+        return out
+
+    def _read_frames(self, max_count: int) -> list[tuple[int, bytes]]:
+        out = self._walk(max_count)
+        self._stats.received += len(out)
+        self._stats.bytes += sum(len(f) for _, f in out)
+        return out
+
+    def _walk(self, max_count: int) -> list[tuple[int, bytes]]:
+        """Frames of the blocks the kernel has handed over; each block is given back."""
+        out: list[tuple[int, bytes]] = []
         v = self._view
         st = self._stats
         # A block is consumed whole (it must be, to give it back), so max_count is a soft bound.
@@ -154,26 +174,11 @@ class RingCapture(Capture):
                         if not pstatus & TP_STATUS_VLAN_TPID_VALID or not tpid:
                             tpid = 0x8100
                         frame = frame[:12] + struct.pack(">HH", tpid, tci) + frame[12:]
-                    d = self._datagram(sec * 1_000_000_000 + nsec, frame)
-                    if d is None:
-                        st.filtered += 1
-                    else:
-                        out.append(d)
-                        st.bytes += len(d.payload)
+                    out.append((sec * 1_000_000_000 + nsec, frame))
                 p += nxt
             _STATUS.pack_into(v, base + 8, TP_STATUS_KERNEL)
             self._block = (self._block + 1) % self._block_count
-        st.received += len(out)
         return out
-
-    def _datagram(self, ts: int, frame: bytes) -> Datagram | None:
-        try:
-            u = pcap.parse_udp_frame(frame)
-        except pcap.PcapError:
-            return None
-        if u.fragment:
-            return None
-        return Datagram(ts, (u.src_ip, u.sport), (u.dst_ip, u.dport), u.payload, frame)
 
     def _update_stats(self) -> None:
         if self._sock.fileno() < 0:
@@ -191,3 +196,14 @@ class RingCapture(Capture):
             self._map.close()
             self._map = None
         self._sock.close()
+
+
+def _datagram(ts: int, frame: bytes) -> Datagram | None:
+    """Parse a captured frame with the one Ethernet/IPv4/UDP definition (``None``: not one)."""
+    try:
+        u = pcap.parse_udp_frame(frame)
+    except pcap.PcapError:
+        return None
+    if u.fragment:
+        return None
+    return Datagram(ts, (u.src_ip, u.sport), (u.dst_ip, u.dport), u.payload, frame)

@@ -25,9 +25,8 @@ import subprocess
 import threading
 from collections.abc import Iterable
 
-from tickpath.protocol import pcap
-
 from .base import Capture, CaptureError, Datagram, Group, parse_groups
+from .ring import _datagram
 
 __all__ = ["XdpCapture", "helper_library", "xdp_unavailable"]
 
@@ -157,6 +156,25 @@ class XdpCapture(Capture):
         out: list[Datagram] = []
         st = self._stats
         want = self._want
+        for ts, frame in self._take(max_count):
+            d = _datagram(ts, frame)
+            if d is None or (want is not None and d.dst not in want):
+                st.filtered += 1
+                continue
+            out.append(d)
+            st.bytes += len(d.payload)
+        st.received += len(out)
+        return out
+
+    def _read_frames(self, max_count: int) -> list[tuple[int, bytes]]:
+        # No kernel filter in front of AF_XDP: raw frames are every frame of the queue.
+        out = self._take(max_count)
+        self._stats.received += len(out)
+        self._stats.bytes += sum(len(f) for _, f in out)
+        return out
+
+    def _take(self, max_count: int) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
         while len(out) < max_count:
             n = self._lib.tp_xsk_recv(self._x, self._buf, self._cap,
                                       min(self._batch, max_count - len(out)),
@@ -171,22 +189,10 @@ class XdpCapture(Capture):
             lens = self._lens
             for i in range(n):
                 ln = lens[i]
-                frame = bv[pos:pos + ln].tobytes()
+                out.append((ts, bv[pos:pos + ln].tobytes()))
                 pos += ln
-                try:
-                    u = pcap.parse_udp_frame(frame)
-                except pcap.PcapError:
-                    st.filtered += 1
-                    continue
-                if u.fragment or (want is not None and (u.dst_ip, u.dport) not in want):
-                    st.filtered += 1
-                    continue
-                out.append(Datagram(ts, (u.src_ip, u.sport), (u.dst_ip, u.dport), u.payload,
-                                    frame))
-                st.bytes += len(u.payload)
             if n < self._batch:
                 break
-        st.received += len(out)
         return out
 
     def _update_stats(self) -> None:
