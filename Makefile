@@ -13,16 +13,20 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AMARANTH_USE_YOSYS := builtin
 
 JOBS        ?= 2
+# Icarus for simulation; libxdp/libbpf for the AF_XDP capture backend (its helper is built with cc).
+APT_PACKAGES := iverilog libxdp-dev libbpf-dev xdp-tools gcc
+SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup demo test sim sim-long lint bench clean
 .DEFAULT_GOAL := test
 
 $(STAMP): pyproject.toml
-	@command -v iverilog >/dev/null || { \
-	  echo "installing Icarus Verilog (apt)"; \
-	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q iverilog >/dev/null 2>&1 || \
-	  { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
-	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q iverilog; }; }
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing with apt: $$missing"; \
+	  $(SUDO) apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$missing; }; \
+	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@

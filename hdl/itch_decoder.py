@@ -15,6 +15,7 @@ from tickpath.protocol import itch
 from tickpath.protocol.feed import (
     KIND_BY_TYPE,
     LENGTH_MAX,
+    SIDE_SELL,
     ByteBeat,
     EventKind,
     FeedEvent,
@@ -181,6 +182,6 @@ class ItchDecoder(wiring.Component):
                     for event_field, low in lanes:
                         target = getattr(captured, event_field)
                         if low is None:
-                            m.d.comb += target.eq(byte == ord("S"))
+                            m.d.comb += target.eq(byte == ord(SIDE_SELL))
                         else:
                             m.d.comb += target[low:low + 8].eq(byte)

@@ -1,8 +1,9 @@
 """ItchDecoder in cocotb on Icarus and Verilator: real captures, random faulty streams.
 
 Icarus runs at about 6k cycles/s here, so it gets the first ICARUS_BX_MESSAGES of the BX
-sample; Verilator (about 18k cycles/s) gets all 12,012 and one 70,145-byte message. Both get every ITCH message of the *-itch50 captures and
-the bench's own seeded random streams, with random idle cycles and output backpressure.
+sample; Verilator (about 18k cycles/s) gets all 12,012 and one 70,145-byte message. Both get
+every ITCH message of the *-itch50 captures and the bench's own seeded random streams, with
+random idle cycles and output backpressure.
 """
 
 import json

@@ -112,7 +112,8 @@ class Kind(enum.IntEnum):
     RECOVERED = 12       # written on reopen after a torn tail was trimmed (detail: where, bytes)
 
 
-_SIDES = {None: 0, "": 0, "B": 66, "S": 83, "BUY": 66, "SELL": 83}
+_SIDES: dict[Any, int] = {None: 0, "": 0, "B": 66, "S": 83, "BUY": 66, "SELL": 83,
+                          "b": 66, "s": 83, "buy": 66, "sell": 83}
 
 
 def side_code(side: Any) -> int:
@@ -185,39 +186,51 @@ def genesis_hash(header: bytes) -> bytes:
 def _utf8(name: str, value: Any) -> bytes:
     if value is None:
         return b""
-    raw = str(value).encode()
+    raw = value if isinstance(value, bytes) else str(value).encode()
     if len(raw) > MAX_STRING:
         raise FormatError(f"{name} is {len(raw)} bytes, more than {MAX_STRING}")
     return raw
 
 
 _pack_fixed = FIXED.pack
+_pack_crc = CRC.pack
 _crc32 = zlib.crc32
 _sha256 = hashlib.sha256
 
 
-def encode_record(seq: int, ts_ns: int, kind: int, prev_hash: bytes, *, order_id: int = 0,
+def encode_record(seq: int, ts_ns: int, kind: int, prev_hash: bytes, order_id: int = 0,
                   client_id: str = "", account: str = "", strategy: str = "",
                   symbol: str = "", side: Any = None, price: int = 0, quantity: int = 0,
                   venue: str = "", reason: str = "", detail: Any = None) -> bytes:
     """The bytes of one record (see the module docstring). Raises :class:`FormatError`."""
-    strings = (
-        _utf8("client_id", client_id), _utf8("account", account), _utf8("strategy", strategy),
-        _utf8("symbol", symbol), _utf8("venue", venue), _utf8("reason", reason),
-        b"" if detail is None else _utf8(
-            "detail", json.dumps(detail, separators=(",", ":"), sort_keys=True)),
-    )
+    try:        # the common case, kept cheap: str fields, a known side
+        strings = (client_id.encode(), account.encode(), strategy.encode(), symbol.encode(),
+                   venue.encode(), reason.encode(),
+                   b"" if detail is None else
+                   json.dumps(detail, separators=(",", ":"), sort_keys=True).encode())
+        code = _SIDES[side]
+    except (AttributeError, KeyError, TypeError):
+        strings = (
+            _utf8("client_id", client_id), _utf8("account", account),
+            _utf8("strategy", strategy), _utf8("symbol", symbol), _utf8("venue", venue),
+            _utf8("reason", reason),
+            b"" if detail is None else _utf8(
+                "detail", json.dumps(detail, separators=(",", ":"), sort_keys=True)))
+        code = side_code(side)
     body = b"".join(strings)
-    length = FIXED.size + len(body) + 4
+    length = MIN_RECORD + len(body)
     if length > MAX_RECORD:
         raise FormatError(f"record is {length} bytes, more than {MAX_RECORD}")
+    a, b, c, d, e, f, g = lengths = tuple(map(len, strings))
+    if max(lengths) > MAX_STRING:
+        name = STRING_FIELDS[lengths.index(max(lengths))]
+        raise FormatError(f"{name} is {max(lengths)} bytes, more than {MAX_STRING}")
     try:
-        head = _pack_fixed(length, RECORD_MAGIC, VERSION, kind, seq, ts_ns, prev_hash, order_id,
-                           price, quantity, side_code(side), *map(len, strings))
+        raw = _pack_fixed(length, b"TR", 1, kind, seq, ts_ns, prev_hash, order_id, price,
+                          quantity, code, a, b, c, d, e, f, g) + body
     except struct.error as exc:
         raise FormatError(f"field out of range: {exc}") from None
-    raw = head + body
-    return raw + CRC.pack(_crc32(raw))
+    return raw + _pack_crc(_crc32(raw))
 
 
 def decode_record(raw: bytes | memoryview, offset: int = 0) -> Record:

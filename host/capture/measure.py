@@ -8,7 +8,8 @@ MoldUDP64 packets of ``messages`` messages each as fast as it can, bounded by ``
 ``recv`` (a plain blocking ``recv_into`` loop), ``socket`` and ``ring`` run on loopback, with
 multicast pinned to 127.0.0.1; ``xdp`` (and ``ring-veth``, for comparison) run on a veth pair
 between two network namespaces made for the run (root only) and removed afterwards. ``pcap``
-replays an in-memory capture as fast as possible. Rates are integers (datagrams/s); the
+replays an in-memory capture as fast as possible. ``*-frames`` take raw frames
+(``poll_frames``) and skip parsing each one in Python. Rates are integers (datagrams/s); the
 sender's own rate is printed too, since on a 2-core machine it is often the limit.
 """
 
@@ -28,7 +29,7 @@ from tickpath.protocol import moldudp64, pcap
 
 from .base import Capture, Group
 
-ALL = ("recv", "socket", "ring", "ring-veth", "xdp", "pcap")
+ALL = ("recv", "socket", "ring", "ring-frames", "ring-veth", "xdp", "xdp-frames", "pcap")
 SESSION = "MEASURE001"
 
 
@@ -78,13 +79,15 @@ def _sender(group: str, iface: str, count: int, seconds: int, messages: int,
                             start_new_session=True, text=True)
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen) -> str:
+    """Stop the sender (its whole process group) and return what it printed."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.wait(timeout=10)
+    out, _err = proc.communicate(timeout=10)
+    return out or ""
 
 
 def _drain(receive, proc: subprocess.Popen, count: int, seconds: int) -> tuple[int, int]:
@@ -115,19 +118,21 @@ def _drain(receive, proc: subprocess.Popen, count: int, seconds: int) -> tuple[i
     return got, max(1, last - first)
 
 
-def _run_capture(cap: Capture, proc: subprocess.Popen, count: int, seconds: int) -> dict:
+def _run_capture(cap: Capture, proc: subprocess.Popen, count: int, seconds: int,
+                 frames: bool = False) -> dict:
+    poll = cap.poll_frames if frames else cap.poll
+
     def receive() -> int:
-        return len(cap.poll(50_000_000, 4096))
+        return len(poll(50_000_000, 4096))
     try:
         got, took = _drain(receive, proc, count, seconds)
     finally:
-        _kill(proc)
-    return {"received": got, "per_s": got * 1_000_000_000 // took, **_sender_report(proc),
+        out = _kill(proc)
+    return {"received": got, "per_s": got * 1_000_000_000 // took, **_sender_report(out),
             **{k: v for k, v in cap.stats().as_dict().items() if k in ("dropped", "filtered")}}
 
 
-def _sender_report(proc: subprocess.Popen) -> dict:
-    out = proc.stdout.read() if proc.stdout else ""
+def _sender_report(out: str) -> dict:
     for line in out.splitlines():
         try:
             return json.loads(line)
@@ -160,9 +165,9 @@ def measure_recv(group: str, count: int, seconds: int, messages: int) -> dict:
     try:
         got, took = _drain(receive, proc, count, seconds)
     finally:
-        _kill(proc)
+        out = _kill(proc)
         s.close()
-    return {"received": got, "per_s": got * 1_000_000_000 // took, **_sender_report(proc)}
+    return {"received": got, "per_s": got * 1_000_000_000 // took, **_sender_report(out)}
 
 
 def measure_pcap(count: int, messages: int) -> dict:
@@ -189,17 +194,17 @@ def measure(backend: str, *, count: int, seconds: int, messages: int) -> dict:
         with SocketCapture([group], batch=64) as cap:
             return _run_capture(cap, _sender(group, "127.0.0.1", count, seconds, messages),
                                 count, seconds)
-    if backend == "ring":
+    if backend in ("ring", "ring-frames"):
         from .ring import RingCapture
         with RingCapture("lo", [group]) as cap:
             return _run_capture(cap, _sender(group, "127.0.0.1", count, seconds, messages),
-                                count, seconds)
+                                count, seconds, frames=backend.endswith("-frames"))
     from .netns import VethLab, have_netns
     why = have_netns()
     if why:
         return {"skipped": why}
     with VethLab() as lab:
-        if backend == "xdp":
+        if backend.startswith("xdp"):
             from .xdp import XdpCapture, xdp_unavailable
             why = xdp_unavailable()
             if why:
@@ -210,7 +215,8 @@ def measure(backend: str, *, count: int, seconds: int, messages: int) -> dict:
             cap = lab.rx.run(RingCapture, lab.rx_if, [group])
         with cap:
             return _run_capture(cap, _sender(group, lab.TX_ADDR, count, seconds, messages,
-                                             netns=lab.tx.name), count, seconds)
+                                             netns=lab.tx.name), count, seconds,
+                                frames=backend.endswith("-frames"))
 
 
 def main(argv: list[str] | None = None) -> int:

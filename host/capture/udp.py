@@ -28,6 +28,7 @@ SO_RXQ_OVFL = 40
 SO_MEMINFO = 55
 SO_RCVBUFFORCE = 33
 IP_MULTICAST_ALL = 49
+IP_ADD_SOURCE_MEMBERSHIP = 39          # linux/in.h (not exported by Python 3.11 on Linux)
 SK_MEMINFO_DROPS = 8
 MSG_DONTWAIT = 0x40
 MSG_TRUNC = 0x20
@@ -156,7 +157,7 @@ class SocketCapture(Capture):
                     s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
                 else:   # struct ip_mreq_source: multiaddr, interface, sourceaddr
                     mreq = _inet(g.addr) + _inet(self._interface) + _inet(g.source)
-                    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_SOURCE_MEMBERSHIP, mreq)
+                    s.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
             s.setblocking(False)
         except OSError as e:
             s.close()

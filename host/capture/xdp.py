@@ -199,10 +199,17 @@ class XdpCapture(Capture):
         if not self._x:
             return
         if self._lib.tp_xsk_stats(self._x, self._xstats) == 0:
-            s = self._xstats
-            # rx_dropped (no room in the RX ring/UMEM), rx_ring_full,
-            # rx_fill_ring_empty_descs: every way the kernel lost a frame meant for us.
-            self._stats.dropped = s[0] + s[3] + s[4]
+            # rx_dropped counts every frame the socket lost: here the fill ring ran dry (the
+            # kernel also counts those in rx_fill_ring_empty_descs, so that one is not added).
+            # The RX ring is as large as the UMEM, so it cannot be full while a frame is free.
+            self._stats.dropped = self._xstats[0]
+
+    def kernel_stats(self) -> dict[str, int]:
+        """The socket's ``XDP_STATISTICS``, as the kernel reports them."""
+        self._lib.tp_xsk_stats(self._x, self._xstats)
+        names = ("rx_dropped", "rx_invalid_descs", "tx_invalid_descs", "rx_ring_full",
+                 "rx_fill_ring_empty_descs", "tx_ring_empty_descs")
+        return dict(zip(names, self._xstats, strict=True))
 
     def _close(self) -> None:
         if self._x:

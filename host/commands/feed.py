@@ -185,9 +185,12 @@ def _progress_printer(stream):
               help="Start at the first sequence seen instead of recovering from 1.")
 @click.option("--recovery-timeout", type=float, default=10.0, show_default=True,
               help="Seconds before a gap that cannot be recovered is given up.")
+@click.option("--gap-delay", type=float, default=None,
+              help="Milliseconds a gap may wait for reordering or the other feed before it is "
+                   "re-requested (default 1, or 20 with two groups).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 def listen(groups, backend, rerequest, out, timeout, interface, ifname, pcap_path, pacing,
-           session, join_late, recovery_timeout, quiet):
+           session, join_late, recovery_timeout, gap_delay, quiet):
     """Join the feed, deliver every message once and in order, and exit when the end of
     session has been seen and everything before it delivered (non-zero if something could
     not be recovered). Prints a JSON summary on stdout, live counts on stderr."""
@@ -199,8 +202,13 @@ def listen(groups, backend, rerequest, out, timeout, interface, ifname, pcap_pat
     rr = _addr(rerequest, "--rerequest") if rerequest else None
     if backend == "pcap" and pcap_path is None:
         raise UserError("--backend pcap needs --pcap FILE")
+    if gap_delay is None:
+        gap_delay = 20.0 if len(addrs) > 1 else 1.0
+    if gap_delay < 0:
+        raise UserError("--gap-delay must not be negative")
     try:
         config = SessionConfig(session=session, first_sequence=None if join_late else 1,
+                               gap_delay_ns=int(round(gap_delay * 1000)) * 1000,
                                rerequest=rr is not None,
                                recovery_timeout_ns=_seconds_ns(recovery_timeout,
                                                                "--recovery-timeout"))

@@ -109,7 +109,8 @@ class ListenResult:
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.lost_ranges and (
+        """Nothing missing or given up, and the end of session (or of the replay) reached."""
+        return not self.missing and self.stats["lost"] == 0 and (
             self.complete or self.reason == "end of input")
 
 
@@ -216,6 +217,12 @@ class Listener:
                 self.capture_stats = self._capture.stats().as_dict()
                 progress(self, False)
                 next_progress = now + progress_interval_ns
+        if reason in ("timeout", "end of input") and session.missing_messages:
+            # Nothing more will come: give the gaps up so everything received is delivered
+            # (and the loss is reported).
+            msgs = session.give_up(clock())
+            if msgs and self._sink is not None:
+                self._sink(msgs)
         self.capture_stats = self._capture.stats().as_dict()
         if progress is not None:
             progress(self, True)

@@ -1,0 +1,1 @@
+"""Shared cocotb bench parts: stream driver/monitor, scoreboard, TB base, simulator runner."""

@@ -9,6 +9,7 @@ Yosys) are applied there for the duration of a run and then restored.
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import pathlib
 import sys
@@ -135,8 +136,6 @@ def run_bench(toplevel: Callable[..., object] | object, name: str, test_module: 
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
-    from cocotb_tools.runner import get_runner
-
     parameters = dict(parameters or {})
     if waves is None:
         waves = os.environ.get("WAVES", "") not in ("", "0")
@@ -145,7 +144,19 @@ def run_bench(toplevel: Callable[..., object] | object, name: str, test_module: 
     if waves:
         tag += "-waves"
     build_dir = BUILD_ROOT / "sim" / bench / tag
+    build_dir.mkdir(parents=True, exist_ok=True)
     component = toplevel(**parameters) if callable(toplevel) else toplevel
+    # Several people and pytest-xdist workers share this checkout: one run per folder at a time.
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_and_test(component, name, test_module, simulator, bench, build_dir,
+                               parameters, env, testcase, waves, build_args, seed, check)
+
+
+def _build_and_test(component, name, test_module, simulator, bench, build_dir, parameters,
+                    env, testcase, waves, build_args, seed, check) -> BenchResult:
+    from cocotb_tools.runner import get_runner
+
     source = export_verilog(component, name, build_dir / f"{name}.v")
 
     test_env = {f"PARAM_{k.upper()}": str(v) for k, v in parameters.items()}

@@ -14,6 +14,7 @@ from tickpath.protocol import itch
 
 __all__ = [
     "EventKind", "FeedEvent", "ByteBeat", "KIND_BY_TYPE", "EVENT_SOURCES", "LENGTH_MAX",
+    "SIDE_SELL",
     "event_sources", "expected_event", "as_dict", "pack_event", "unpack_event",
     "byte_beats", "pack_beat", "unpack_beat", "zero_event",
 ]
@@ -73,7 +74,8 @@ EVENT_SOURCES: dict[str, tuple[str, ...]] = {
     "match_number":    ("match_number",),
 }
 
-_SIDE_SELL = ord("S")
+#: The ``buy_sell_indicator`` byte that makes ``side`` 1.
+SIDE_SELL = "S"
 
 
 def event_sources(spec: itch.MessageSpec) -> dict[str, itch.Field]:
@@ -122,7 +124,7 @@ def expected_event(raw: bytes) -> dict[str, Any]:
     for event_field, source in _SOURCES_BY_TYPE[spec.type].items():
         value = getattr(msg, source.name)
         if event_field == "side":
-            value = int(value == chr(_SIDE_SELL))
+            value = int(value == SIDE_SELL)
         event[event_field] = value
     return event
 
