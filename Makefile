@@ -13,8 +13,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AMARANTH_USE_YOSYS := builtin
 
 JOBS        ?= 2
-# Icarus for simulation; libxdp/libbpf for the AF_XDP capture backend (its helper is built with cc).
-APT_PACKAGES := iverilog libxdp-dev libbpf-dev xdp-tools gcc
+# Icarus for simulation; libxdp/libbpf for the AF_XDP capture backend (its helper is built with cc);
+# tshark as an independent MoldUDP64 decoder in tests.
+APT_PACKAGES := iverilog libxdp-dev libbpf-dev xdp-tools gcc tshark
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: setup demo test sim sim-long lint bench clean
@@ -24,8 +25,8 @@ $(STAMP): pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing with apt: $$missing"; \
-	  $(SUDO) apt-get install -y -q $$missing >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $$missing; }; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
 	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'

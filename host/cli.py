@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "book": ("book", "Replay an ITCH feed and print the final price-level book."),
     "match": ("match", "Run JSON-lines order actions through the matching engine."),
     "generate": ("generate", "Write a synthetic, internally consistent ITCH feed."),
+    "feed": ("feed", "Publish or listen to a MoldUDP64 feed (multicast, with re-requests)."),
     "demo": ("demo", "Decode and book the sample feed through the model and the gateware."),
 }
 

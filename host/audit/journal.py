@@ -11,9 +11,10 @@
     journal.close()
 
 ``append`` encodes the record, chains it to the previous one and puts it in a buffer; it does no
-I/O and returns the record's sequence number. A committer thread writes the buffer and fsyncs
-(the journal is written with ``O_DSYNC``) at most once per ``commit_interval`` (default 1 ms): every record appended since
-the previous commit becomes durable together, and ``durable_seq`` advances to the last of them.
+I/O and returns the record's sequence number. A committer thread writes the buffer durably (the
+journal is written with ``O_DSYNC``) at most once per ``commit_interval`` (default 1 ms): every
+record appended since the previous commit becomes durable together, and ``durable_seq``
+advances to the last of them.
 With ``committer=False`` there is no thread and the caller commits (:meth:`Journal.commit`, or
 :meth:`Journal.wait_durable`, which commits if needed). After a commit the writer appends a
 checkpoint line, at most once per ``checkpoint_interval`` (0: after every commit), and at close.
@@ -143,8 +144,9 @@ class Journal:
         self._buf: list[bytes] = []
         self._written = scan_result.end      # file offset after the last written record
         self._durable = scan_result.count
-        self._async_waiters: list[tuple[int, int, asyncio.AbstractEventLoop,
-                                        asyncio.Future]] = []
+        # per event loop: a heap of (seq, id, future) awaiting durability
+        self._async_waiters: dict[asyncio.AbstractEventLoop,
+                                  list[tuple[int, int, asyncio.Future]]] = {}
         self._failed: BaseException | None = None
         self._closing = False
         self._closed = False
@@ -325,13 +327,25 @@ class Journal:
         with self._lock:
             self._durable = upto
             self._durable_cv.notify_all()
-            waiters = self._async_waiters
-            while waiters and waiters[0][0] <= upto:
-                _, _, loop, fut = heapq.heappop(waiters)
-                try:
-                    loop.call_soon_threadsafe(_resolve, fut, None)
-                except RuntimeError:     # that loop is closed: nobody is waiting any more
-                    pass
+            loops = [loop for loop, heap in self._async_waiters.items() if heap[0][0] <= upto]
+        for loop in loops:          # one wake-up per event loop, however many waiters
+            try:
+                loop.call_soon_threadsafe(self._wake_loop, loop)
+            except RuntimeError:     # that loop is closed: nobody is waiting any more
+                with self._lock:
+                    self._async_waiters.pop(loop, None)
+
+    def _wake_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In ``loop``'s thread: resolve its waiters whose records are durable."""
+        ready = []
+        with self._lock:
+            heap = self._async_waiters.get(loop, [])
+            while heap and heap[0][0] <= self._durable:
+                ready.append(heapq.heappop(heap)[2])
+            if not heap:
+                self._async_waiters.pop(loop, None)
+        for fut in ready:
+            _resolve(fut, None)
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -339,12 +353,14 @@ class Journal:
                 self._failed = exc
             self._durable_cv.notify_all()
             self._work.notify_all()
-            waiters, self._async_waiters = self._async_waiters, []
-        for _, _, loop, fut in waiters:
-            try:
-                loop.call_soon_threadsafe(_resolve, fut, JournalError(f"journal failed: {exc}"))
-            except RuntimeError:
-                pass
+            waiters, self._async_waiters = self._async_waiters, {}
+        for loop, heap in waiters.items():
+            for _, _, fut in heap:
+                try:
+                    loop.call_soon_threadsafe(_resolve, fut,
+                                              JournalError(f"journal failed: {exc}"))
+                except RuntimeError:
+                    pass
 
     def _run(self) -> None:
         while True:
@@ -390,7 +406,7 @@ class Journal:
             if self._failed is not None:
                 raise JournalError(f"journal failed: {self._failed}") from self._failed
             fut = loop.create_future()
-            heapq.heappush(self._async_waiters, (seq, id(fut), loop, fut))
+            heapq.heappush(self._async_waiters.setdefault(loop, []), (seq, id(fut), fut))
         await fut
 
     # --- closing ----------------------------------------------------------------------------

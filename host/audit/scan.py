@@ -89,7 +89,8 @@ def scan(buf, genesis: bytes, checkpoints: Iterable[Checkpoint] = (), *,
     pos = start
     prev = genesis
     seq = start_count
-    pending = sorted((c for c in checkpoints if c.count >= seq), key=lambda c: (c.count, c.line_number))
+    pending = sorted((c for c in checkpoints if c.count >= seq),
+                     key=lambda c: (c.count, c.line_number))
     matched = 0
     cp_i = 0
     sha256 = hashlib.sha256

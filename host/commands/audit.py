@@ -97,11 +97,12 @@ def _follow(journal: Path, count: int, end: int, head: bytes, poll: float):
             raise UserError(f"{journal}: the journal shrank below byte offset {end} while "
                             "following")
         if size > end:
-            out = []
+            out: list = []
             with path.open("rb") as f, mmap.mmap(f.fileno(), size,
                                                   access=mmap.ACCESS_READ) as buf:
                 result = scan(buf, head, start=end, start_count=count,
-                              on_record=lambda raw, off: out.append(decode_record(raw, off)))
+                              on_record=lambda raw, off, out=out: out.append(
+                                  decode_record(raw, off)))
             for record in out:
                 click.echo(json.dumps(record.as_dict()))
             sys.stdout.flush()
