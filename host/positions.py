@@ -133,12 +133,13 @@ class Positions:
             raise ValueError(f"shares must be positive, not {shares}")
         if price < 0:
             raise ValueError(f"price must not be negative, not {price}")
+        signed = side_sign(side) * shares
         key = (account, symbol)
         pos = self._book.get(key)
         if pos is None:
             pos = self._book[key] = Position(account, symbol)
         self._last[symbol] = price
-        return pos.apply(side_sign(side) * shares, price)
+        return pos.apply(signed, price)
 
     def set_mark(self, symbol: str, price: int) -> None:
         """Mark ``symbol`` at ``price`` (BBO midpoint or last trade from the feed)."""

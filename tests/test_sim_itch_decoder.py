@@ -21,6 +21,8 @@ from tickpath.sim.itch_decoder import TEST_MODULE, run_decoder
 from tickpath.sim.itch_decoder.stimulus import bx_messages, pcap_messages, random_messages
 from tickpath.sim.itch_decoder.test_itch_decoder import RANDOM_COUNT_ENV, STIMULUS_ENV
 
+pytestmark = pytest.mark.sim
+
 ICARUS_BX_MESSAGES = 2000
 
 

@@ -32,12 +32,14 @@ _SYNC = RECORD_MAGIC + bytes([VERSION])
 
 @dataclass(frozen=True)
 class Problem:
-    record: int          # the record number where the journal stops being intact
+    record: int          # the record number where the journal stops being intact (0: header)
     offset: int          # its byte offset in journal.tpj
     message: str
     torn: bool = False   # provably a torn tail: a writer may trim from ``offset``
 
     def __str__(self) -> str:
+        if self.record == 0:
+            return f"file header at byte offset 0: {self.message}"
         return f"record {self.record} at byte offset {self.offset}: {self.message}"
 
 
@@ -120,6 +122,9 @@ def scan(buf, genesis: bytes, checkpoints: Iterable[Checkpoint] = (), *,
         while cp_i < len(pending) and pending[cp_i].count == seq:
             cp = pending[cp_i]
             cp_i += 1
+            if seq == 0 and (cp.offset != pos or cp.head != prev):
+                return Problem(0, 0, f"does not hash to the genesis in checkpoint line "
+                               f"{cp.line_number}: the journal header was edited or replaced")
             if cp.offset != pos or cp.head != prev:
                 where = "byte offset" if cp.offset != pos else "head hash"
                 return Problem(seq, pos, (

@@ -76,13 +76,13 @@ _CANCEL_TEXT = {CancelReason.User: "canceled by user",
                 CancelReason.SelfMatch: "self-match prevention",
                 CancelReason.Supervisory: "canceled by supervisor",
                 CancelReason.EndOfDay: "expired at end of day"}
-# internal reject reason -> (OrdRejReason 103, text)
-_REJECT = {RejectReason.InvalidPrice: ("99", "invalid price"),
+# internal reject reason -> (OrdRejReason 103: 4.2 has 0..8 only, 0 = broker option; text)
+_REJECT = {RejectReason.InvalidPrice: ("0", "invalid price"),
            RejectReason.InvalidShares: ("3", "invalid quantity"),
            RejectReason.UnknownSymbol: ("1", "unknown symbol"),
-           RejectReason.InvalidMinQty: ("99", "invalid minimum quantity"),
+           RejectReason.InvalidMinQty: ("0", "invalid minimum quantity"),
            RejectReason.Closed: ("2", "exchange closed"),
-           RejectReason.Other: ("99", "invalid field value"),
+           RejectReason.Other: ("0", "invalid field value"),
            RejectReason.UnknownToken: ("5", "unknown order"),
            RejectReason.DuplicateToken: ("6", "duplicate order"),
            RejectReason.Full: ("3", "order store full")}
@@ -367,17 +367,17 @@ class _Session:
         if cl in self.chains:
             problem = ("6", "duplicate ClOrdID")
         elif side is None:
-            problem = ("99", f"unsupported Side {msg.get(54)}")
+            problem = ("0", f"unsupported Side {msg.get(54)}")
         elif ord_type is None:
-            problem = ("99", f"unsupported OrdType {msg.get(40)}")
+            problem = ("0", f"unsupported OrdType {msg.get(40)}")
         elif tif is None:
-            problem = ("99", f"unsupported TimeInForce {msg.get(59)}")
+            problem = ("0", f"unsupported TimeInForce {msg.get(59)}")
         elif qty is None or min_qty is None:
             problem = ("3", "OrderQty/MinQty is not a whole number of shares")
         elif ord_type is OrderType.Limit and price_text is None:
-            problem = ("99", "limit order without Price (44)")
+            problem = ("0", "limit order without Price (44)")
         elif price_text is not None and price is None:
-            problem = ("99", f"Price {price_text} is not a whole number of ticks (0.0001)")
+            problem = ("0", f"Price {price_text} is not a whole number of ticks (0.0001)")
         elif not stock or len(stock) > 8 or not stock.isascii() or stock != stock.strip():
             problem = ("1", f"unknown symbol {stock!r}")
         elif qty > 0xFFFFFFFF or (price or 0) > 0xFFFFFFFF or min_qty > 0xFFFFFFFF:
@@ -414,7 +414,7 @@ class _Session:
         cl, orig = msg.get(11) or "", msg.get(41) or ""
         chain = self.chains.get(orig)
         if cl in self.chains:
-            self._cancel_reject(cl, orig, chain, to, "99", "duplicate ClOrdID")
+            self._cancel_reject(cl, orig, chain, to, "2", "duplicate ClOrdID")
             return None
         if chain is None:
             self._cancel_reject(cl, orig, None, to, "1", "unknown order")
@@ -459,7 +459,7 @@ class _Session:
             problem = "value out of range"
         if problem is not None:
             self.acceptor.counters["local_rejects"] += 1
-            self._cancel_reject(cl, orig, chain, "2", "99", problem)
+            self._cancel_reject(cl, orig, chain, "2", "2", problem)
             return
         assert qty is not None and price is not None
         hub = self.acceptor.hub
@@ -534,7 +534,7 @@ class _Session:
         try:
             rej, text = _REJECT[RejectReason(e.reason)]
         except ValueError:
-            rej, text = "99", f"rejected ({chr(e.reason) if 32 < e.reason < 127 else e.reason})"
+            rej, text = "0", f"rejected ({chr(e.reason) if 32 < e.reason < 127 else e.reason})"
         t, cl, chain = pending
         if t == "D":
             assert chain is not None
@@ -545,7 +545,7 @@ class _Session:
             if e.reason == RejectReason.UnknownToken:
                 chain.done = True
             self._cancel_reject(cl, orig, chain, "1" if t == "F" else "2",
-                                "0" if e.reason == RejectReason.UnknownToken else "99", text)
+                                "0" if e.reason == RejectReason.UnknownToken else "2", text)
 
 
 class _Connection:

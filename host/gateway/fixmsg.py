@@ -132,6 +132,10 @@ class FixFramer:
             return self._resync(f"BodyLength {length} above {self._max}")
         body_end = soh + 1 + length
         end = body_end + 7
+        # a message start inside the claimed body: the BodyLength is wrong (too long)
+        inner = buf.find(b"\x01" + _BEGIN, soh, min(end, len(buf)))
+        if inner >= 0:
+            return self._drop(inner + 1, "BodyLength runs into the next message")
         if len(buf) < end:
             return None
         trailer = bytes(buf[body_end:end])

@@ -159,6 +159,7 @@ class OrderPath:
         self._last_seq = 0
         self._append = journal.append
         self._registered: OpenOrder | None = None
+        self.last_risk_reason: Reason | None = None     # of the last submit (None: passed)
 
     # --- journal ---------------------------------------------------------------------------
 
@@ -217,6 +218,7 @@ class OrderPath:
                               client_id=ctx.client_id, account=o.account if o else ctx.account,
                               symbol=o.symbol if o else "", quantity=order.shares,
                               detail={"session": ctx.session})
+        self.last_risk_reason = reason
         if reason is not None:
             events = [Event(EventKind.Rejected, 1, order.side, RISK_CODES[reason],
                             order.order_id, 0, order.symbol, order.shares, order.price, 0)]

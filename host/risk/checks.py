@@ -120,6 +120,7 @@ class ReferencePrices:
         self._bid: dict[str, int] = {}
         self._ask: dict[str, int] = {}
         self._last: dict[str, int] = {}
+        self.marks2: dict[str, int] = {}        # symbol -> twice the mark, kept up to date
         self.halted: set[str] = set()
 
     def set_bbo(self, symbol: str, bid: int | None, ask: int | None) -> None:
@@ -128,9 +129,22 @@ class ReferencePrices:
                 table.pop(symbol, None)
             else:
                 table[symbol] = value
+        self._remark(symbol)
 
     def trade(self, symbol: str, price: int) -> None:
         self._last[symbol] = price
+        self._remark(symbol)
+
+    def _remark(self, symbol: str) -> None:
+        bid, ask = self.best(symbol, BUY), self.best(symbol, SELL)
+        if bid is not None and ask is not None:
+            self.marks2[symbol] = bid + ask
+            return
+        last = self._last.get(symbol)
+        if last is None:
+            self.marks2.pop(symbol, None)
+        else:
+            self.marks2[symbol] = 2 * last
 
     def best(self, symbol: str, side: Side) -> int | None:
         """Best bid (``side`` Buy) or best ask (Sell)."""
@@ -143,15 +157,14 @@ class ReferencePrices:
         """What a ``side`` order is collared (and a market order priced) against: a buy against
         the best ask, a sell against the best bid, else the last trade."""
         ref = self.best(symbol, SELL if side is BUY else BUY)
-        return self.last(symbol) if ref is None else ref
+        return self._last.get(symbol) if ref is None else ref
 
     def mark2(self, symbol: str) -> int | None:
         """Twice the mark: bid + ask when both exist, else twice the last trade."""
-        bid, ask = self.best(symbol, BUY), self.best(symbol, SELL)
-        if bid is not None and ask is not None:
-            return bid + ask
-        last = self.last(symbol)
-        return None if last is None else 2 * last
+        return self.marks2.get(symbol)
+
+
+_BOOK_TYPES = frozenset("AFECXDUP")
 
 
 class BookReference(ReferencePrices):
@@ -189,6 +202,10 @@ class BookReference(ReferencePrices):
             else:
                 self.halted.discard(msg.stock)
         book.apply(msg)
+        if t in _BOOK_TYPES:
+            stock = book.stock(msg.stock_locate)
+            if stock is not None:
+                self._remark(stock)
 
     def _trade_at(self, locate: int, price: int) -> None:
         stock = self.book.stock(locate)
@@ -214,12 +231,13 @@ class _Position:
 
 
 class _Account:
-    __slots__ = ("cash", "open_notional", "symbols", "tokens", "bucket", "limits")
+    __slots__ = ("cash", "open_notional", "symbols", "held", "tokens", "bucket", "limits")
 
     def __init__(self) -> None:
         self.cash = 0                    # sells x price - buys x price
         self.open_notional = 0           # open shares x limit price over all open orders
         self.symbols: dict[str, _Position] = {}
+        self.held: dict[str, _Position] = {}     # the symbols with a nonzero position
         self.tokens: set[str] = set()    # client order ids seen today
         self.bucket: TokenBucket | None = None
         self.limits: tuple | None = None
@@ -387,6 +405,10 @@ class RiskChecker:
             pos.position -= shares
             a.cash += shares * price
         pos.last_price = price
+        if pos.position:
+            a.held[symbol] = pos
+        else:
+            a.held.pop(symbol, None)
 
     def position(self, account: str, symbol: str) -> tuple[int, int, int]:
         """``(position, open buy shares, open sell shares)``."""
@@ -400,17 +422,16 @@ class RiskChecker:
         a = self.accounts.get(account)
         if a is None:
             return 0, 0
-        mark2 = self.reference.mark2
+        marks2 = self.reference.marks2
         gross2 = 2 * a.open_notional
         pnl2 = 2 * a.cash
-        for symbol, pos in a.symbols.items():
+        for symbol, pos in a.held.items():
             p = pos.position
-            if p:
-                m2 = mark2(symbol)
-                if m2 is None:
-                    m2 = 2 * pos.last_price
-                gross2 += (p if p > 0 else -p) * m2
-                pnl2 += p * m2
+            m2 = marks2.get(symbol)
+            if m2 is None:
+                m2 = 2 * pos.last_price
+            gross2 += (p if p > 0 else -p) * m2
+            pnl2 += p * m2
         return gross2, pnl2
 
     # --- checks ----------------------------------------------------------------------------

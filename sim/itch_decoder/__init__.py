@@ -23,10 +23,11 @@ def run_decoder(messages: list[bytes], simulator: str = "verilator", *, seed: in
     "simulator", "build_seconds", "test_seconds"}``. With ``check`` the bench also
     scoreboards against the golden model and raises ``BenchError`` on any difference.
 
-    Runtime on this 2-core machine: Verilator builds once in about 20 s (cached in
-    ``build/sim/itch_decoder_run/``), then about 5 s to start plus about 30k bytes/s;
-    Icarus builds in under a second and runs about 7k bytes/s. Calls sharing a simulator
-    share its build folder: do not run two at once.
+    Runtime on this shared 2-core machine: Verilator builds once in 20-40 s (cached in
+    ``build/sim/itch_decoder_run/``; rebuilt when ``hdl/itch_decoder.py`` changes), then
+    about 4 s to start plus about 20k bytes/s (the whole 441 kB BX sample: about 25 s);
+    Icarus builds in under a second, then about 4 s plus about 7k bytes/s. Concurrent calls
+    on one simulator wait for each other (they share the build folder).
     """
     from tickpath.hdl.itch_decoder import ItchDecoder
     from tickpath.sim.common.runner import run_bench
