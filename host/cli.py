@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "match": ("match", "Run JSON-lines order actions through the matching engine."),
     "generate": ("generate", "Write a synthetic, internally consistent ITCH feed."),
     "feed": ("feed", "Publish or listen to a MoldUDP64 feed (multicast, with re-requests)."),
+    "orders": ("orders", "Run orders through risk, audit journal, engine and positions."),
+    "risk": ("risk", "Check or show a risk configuration (TOML)."),
+    "kill": ("kill", "Kill switch: block new orders and cancel resting ones."),
+    "unkill": ("kill", "Release the kill switch."),
     "demo": ("demo", "Decode and book the sample feed through the model and the gateware."),
 }
 

@@ -78,10 +78,21 @@ def crash_trials(tmp_path, children, trials: int, seed: int):
                                 text=True, start_new_session=True)
         children.append(proc)
         lines: list[str] = []
-        reader = threading.Thread(target=lambda p=proc, out=lines: out.extend(p.stdout))
+        started = threading.Event()
+
+        def read(p=proc, out=lines, started=started):
+            for line in p.stdout:
+                out.append(line)
+                started.set()
+
+        reader = threading.Thread(target=read)
         reader.start()
         # mostly while writing; sometimes while starting up or recovering the previous crash
-        time.sleep(rnd.uniform(0.3, 0.9) if rnd.random() < 0.8 else rnd.uniform(0, 0.4))
+        if rnd.random() < 0.8:
+            assert started.wait(timeout=30), f"trial {trial}: child did not start"
+            time.sleep(rnd.uniform(0, 0.3))
+        else:
+            time.sleep(rnd.uniform(0, 0.5))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         reader.join(timeout=10)

@@ -26,6 +26,7 @@ CLIENT = textwrap.dedent(r'''
     import quickfix42 as fix42
 
     port, store, sender = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    os.makedirs(store, exist_ok=True)
     dd = os.path.join(sys.prefix, "share", "quickfix", "FIX42.xml")
     cfg = f"""[DEFAULT]
     ConnectionType=initiator
@@ -190,14 +191,14 @@ def test_quickfix_initiator_orders_and_sequence_resume(tmp_path):
             assert [(f["35"], f["150"], f["39"]) for f in apps] == [
                 ("8", "0", "0"), ("8", "5", "5"), ("8", "8", "8")]
             assert apps[1]["11"] == "Q2" and apps[1]["41"] == "Q1" and apps[1]["151"] == "200"
-            # a second client fills part of it; QF1's order stays (cancel-on-disconnect
-            # would cancel it: QF1 is not connected, so expect its cancel in the resend)
+            # QF1 logged out: cancel-on-disconnect canceled Q2, so QF2's buy rests
+            assert hub.live_orders(session="fix:QF1") == []
             second = await run_client(port, str(tmp_path / "b"), "QF2", [
                 {"op": "D", "cl": "B1", "side": "1", "qty": 50, "price": "10.01"},
-                {"op": "wait", "n": 2},
+                {"op": "wait", "n": 1},
                 {"op": "quit"}])
             apps2 = [i["fields"] for i in second if i["kind"] == "app"]
-            assert [(f["150"], f["39"]) for f in apps2] == [("0", "0"), ("4", "4")]
+            assert [(f["150"], f["39"]) for f in apps2] == [("0", "0")]
             assert acc.counters["rejects_received"] == 0, acc.counters
             # QF1 reconnects with its own stored sequence numbers (no reset): the
             # cancel-on-disconnect ExecutionReport sent while it was away arrives
@@ -205,12 +206,14 @@ def test_quickfix_initiator_orders_and_sequence_resume(tmp_path):
             third = await run_client(port, str(tmp_path), "QF1", [
                 {"op": "wait", "n": 1}, {"op": "quit"}])
             apps3 = [i["fields"] for i in third if i["kind"] == "app"]
+            # QuickFIX saw our higher MsgSeqNum, asked for a resend, got the stored report
+            assert [(f["11"], f["41"], f["150"], f.get("43")) for f in apps3] == [
+                ("Q2", "Q1", "4", "Y")]
             assert not any(i["kind"] == "admin" and i["fields"].get("35") == "5"
                            and "too low" in i["fields"].get("58", "") for i in third)
             assert acc.session_store("QF1").next_out > out_before
             assert acc.counters["rejects_received"] == 0, acc.counters
             assert acc.counters["seq_too_low"] == 0
-            del apps3
         finally:
             await acc.close()
     asyncio.run(asyncio.wait_for(main(), 90))

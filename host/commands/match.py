@@ -71,7 +71,7 @@ class _Ids:
         return found
 
 
-class _Translator:
+class Translator:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.tokens = _Ids("token", 1 << 32)
@@ -160,7 +160,7 @@ class _Translator:
         return out
 
 
-def _read_orders(path: pathlib.Path, translator: _Translator) -> list[Order]:
+def _read_orders(path: pathlib.Path, translator: Translator) -> list[Order]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -197,7 +197,7 @@ def command(orders: pathlib.Path, engine_name: str, capacity: int | None, end_of
     """Run ORDERS (JSON lines, one enter/cancel/replace each) through the matching engine;
     print one JSON line per event, then one book line per stock with resting orders."""
     engine = ModelEngine(capacity=capacity)
-    translator = _Translator(engine)
+    translator = Translator(engine)
     actions = _read_orders(orders, translator)
     events = engine.run(actions)
     if end_of_day:

@@ -226,7 +226,7 @@ def run(orders: pathlib.Path, risk_file: pathlib.Path | None, journal_dir: pathl
     and kill/unkill/reload lines) through risk, journal, engine and positions; print the events,
     a risk_reject line per refused action, then the book."""
     from tickpath.host.audit import Journal, JournalError
-    from tickpath.host.commands.match import _Translator
+    from tickpath.host.commands.match import Translator
     from tickpath.host.orders.control import KillFile
     from tickpath.host.orders.path import OrderPath
     from tickpath.host.risk import BookReference, ConfigError, ConfigHolder, RiskChecker
@@ -245,7 +245,7 @@ def run(orders: pathlib.Path, risk_file: pathlib.Path | None, journal_dir: pathl
     try:
         path = OrderPath(engine, risk, journal, venue=engine_name)
         path.journal_config(holder)
-        translator = _Translator(path)       # its set_symbol reaches the engine through the path
+        translator = Translator(path)       # its set_symbol reaches the engine through the path
         kill_file = None if control_dir is None else KillFile(control_dir)
         runner = _Runner(path, translator, holder, kill_file, engine)
         asyncio.run(runner.run(lines, end_of_day))

@@ -6,7 +6,8 @@ A seeded random flow of enters over 20 accounts and 50 symbols, with reference p
 orders and positions in place, through :meth:`RiskChecker.check_enter` with the limits of
 ``docs/risk.example.toml``-like configuration (generous enough that most orders pass every check,
 so every check runs). Throughput is timed over the whole loop; latency per call with
-``perf_counter_ns`` around each one (the timer's own cost, ~50-100 ns, is included).
+``perf_counter_ns`` around each one (the timer's own cost, ~50-100 ns, is included). Then the
+kill switch: time from command to the last cancel with ``--resting`` orders in the engine.
 """
 
 from __future__ import annotations
@@ -98,21 +99,52 @@ def measure(orders: int = 200_000, seed: int = 1) -> dict:
     }
 
 
+def measure_kill(resting: int = 10_000, seed: int = 1) -> dict:
+    """Kill switch: ``resting`` orders of one account rest in the golden engine behind the
+    order path (journal in memory); time from the kill command to the last cancel's event."""
+    import asyncio
+
+    from tickpath.engine import ModelEngine
+    from tickpath.host.orders.path import MemoryJournal, OrderPath, Submission
+    from tickpath.protocol.records import Action, Order
+
+    rng = random.Random(seed)
+    path = OrderPath(ModelEngine(), RiskChecker(None), MemoryJournal())
+    path.set_symbol(0, "AAPL")
+    ctx = Submission("s", "A", "")
+
+    async def run():
+        for i in range(1, resting + 1):
+            await path.submit(Order(action=Action.Enter, side=Side.Buy, order_id=i, firm=1,
+                                    symbol=0, shares=100,
+                                    price=rng.randrange(100, 1000) * 1000), ctx)
+        return await path.kill(account="A")
+
+    report = asyncio.run(run())
+    return {"resting": resting, "orders_canceled": report.orders_canceled,
+            "time_to_last_cancel_ns": report.time_to_last_cancel_ns}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tickpath.host.risk.measure",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--resting", type=int, default=10_000,
+                        help="orders resting when the kill switch is measured")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = measure(args.orders, args.seed)
+    kill = measure_kill(args.resting, args.seed)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, "kill": kill}))
     else:
         print(f"risk checks: {result['checks_per_s']:,} checks/s "
               f"({result['passed']:,} of {result['checks']:,} passed), "
               f"p50 {result['p50_ns']:,} ns, p99 {result['p99_ns']:,} ns, "
               f"max {result['max_ns']:,} ns")
+        print(f"kill switch: {kill['orders_canceled']:,} resting orders canceled, "
+              f"{kill['time_to_last_cancel_ns']:,} ns from command to last cancel")
 
 
 if __name__ == "__main__":

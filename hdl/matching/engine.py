@@ -1,0 +1,630 @@
+"""Price-time matching engine: :class:`OrderRecord` actions in, :class:`EventRecord` events out.
+
+Ref: the pinned semantics are the docstring of :mod:`tickpath.model.matching` (the golden
+:class:`~tickpath.model.matching.MatchingModel`); records in :mod:`tickpath.protocol.records`.
+
+Structure
+---------
+* **Order store** (memories, one row per slot): the static fields (:func:`slot_layout`), the
+  open shares, the level queue links ``qnext``/``qprev`` and the age links ``anext``/``aprev``.
+  The age list holds every resting order in ITCH reference order (end of day walks it). A list
+  end is recognised by comparing with the level's (or the age list's) head and tail, so no
+  link ever needs a null value and resting an order is one cycle of writes.
+* **Free list**: a stack of free slot numbers in a memory (``fstack``), ``free`` entries.
+* **Token table**: direct-mapped, ``2**token_bits`` rows of (slot, valid). The host assigns
+  internal tokens below ``2**token_bits`` (a token may be reused once its order is finished,
+  as in the model); an enter or a replace's new token at or above the bound is rejected ``O``.
+* **Price levels**: per symbol and side ``levels`` unsorted entries (valid, price, head,
+  tail) in registers; an order keeps its entry while it rests. The best contra level is a
+  combinational minimum over the entries of one book side.
+
+Deviations from the model (none reachable while the host honours the bounds)
+* a day order (enter, or a replace that loses priority) whose price would need a new level
+  on a side that has ``levels`` of them already is rejected ``f`` before it is accepted;
+* a token at or above ``2**token_bits`` is rejected ``O`` (enter, replace's new token);
+* a ``tif`` value of 3 (not in :class:`TimeInForce`) on an enter is rejected ``O``;
+* after end of day the book registers are cleared but the token table is not (every later
+  action is rejected ``C`` anyway).
+
+Cycle cost (one action at a time; ``o_stream`` always ready): reject 3; enter that rests 7
+(+1 when priced through an empty contra side... no: same), each fill +3 cycles, each
+self-match cancel +3, FOK/min-qty pre-scan +1 per contra level entry and +1 per order scanned;
+cancel 4; replace keeping priority 6; end of day 3 + 1 per resting order.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from tickpath.model.matching import MAX_PRICE, MAX_SHARES, MIN_PRICE
+from tickpath.protocol.records import (
+    Action,
+    CancelReason,
+    EventKind,
+    EventRecord,
+    OrderRecord,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
+
+from .layouts import SHARES_WIDTH, level_layout, slot_layout, token_entry_layout
+
+__all__ = ["MatchingEngine"]
+
+
+class MatchingEngine(wiring.Component):
+    """Matching engine for ``symbols`` symbols (internal symbol ids ``0..symbols-1``).
+
+    Parameters
+    ----------
+    symbols : int
+        Symbols traded; a symbol id at or above it is rejected ``S``.
+    capacity : int
+        Order store slots: most resting orders at once (the model's ``capacity``).
+    levels : int
+        Price level entries per symbol and side (a power of two).
+    token_bits : int
+        Host tokens are below ``2**token_bits`` (the token table's depth).
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(OrderRecord))``
+        Actions, one at a time (ready while the engine is idle).
+    o_stream : ``Out(stream.Signature(EventRecord))``
+        Events in order; ``last`` on the final event of each action.
+    busy : ``Out(1)``
+        An action is in progress.
+    free : ``Out(range(capacity + 1))``
+        Free order store slots.
+    actions, events, rejects, fills : ``Out(32)``
+        Counters (wrap).
+    peek_addr : ``In(16)``
+        Test and debug read-back while idle: a slot number (``peek_slot``, ``peek_open``,
+        ``peek_qnext``, valid the cycle after) and a level index ``(symbol*2+side)*levels+i``
+        (``peek_level``, combinational).
+    """
+
+    def __init__(self, *, symbols=4, capacity=64, levels=8, token_bits=10):
+        if symbols not in range(1, 1 << 16):
+            raise ValueError(f"symbols must be in 1..65535, not {symbols}")
+        if capacity < 2:
+            raise ValueError(f"capacity must be at least 2, not {capacity}")
+        if levels < 1 or levels & (levels - 1):
+            raise ValueError(f"levels must be a power of two, not {levels}")
+        if token_bits not in range(1, 33):
+            raise ValueError(f"token_bits must be in 1..32, not {token_bits}")
+        self._symbols = symbols
+        self._capacity = capacity
+        self._levels = levels
+        self._token_bits = token_bits
+        self.slot_width = ceil_log2(capacity)
+        self.symbol_width = max(ceil_log2(symbols), 1)
+        self.level_width = max(ceil_log2(levels), 1)
+        self.slot_shape = slot_layout(slot_width=self.slot_width, symbol_width=self.symbol_width,
+                                      level_width=self.level_width)
+        self.level_shape = level_layout(slot_width=self.slot_width)
+        super().__init__({
+            "i_stream":   In(stream.Signature(OrderRecord)),
+            "o_stream":   Out(stream.Signature(EventRecord)),
+            "busy":       Out(1),
+            "free":       Out(range(capacity + 1)),
+            "actions":    Out(32),
+            "events":     Out(32),
+            "rejects":    Out(32),
+            "fills":      Out(32),
+            "peek_addr":  In(16),
+            "peek_slot":  Out(self.slot_shape),
+            "peek_open":  Out(SHARES_WIDTH),
+            "peek_qnext": Out(self.slot_width),
+            "peek_level": Out(self.level_shape),
+        })
+
+    symbols = property(lambda self: self._symbols)
+    capacity = property(lambda self: self._capacity)
+    levels = property(lambda self: self._levels)
+    token_bits = property(lambda self: self._token_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        S, N, L = self._symbols, self._capacity, self._levels
+        SW, LW, YW = self.slot_width, self.level_width, self.symbol_width
+        G = 2 * S                                   # book sides
+
+        # --- order store memories ---------------------------------------------------------
+        m.submodules.slots = slots = Memory(shape=self.slot_shape, depth=N, init=[])
+        m.submodules.opens = opens = Memory(shape=SHARES_WIDTH, depth=N, init=[])
+        m.submodules.qnext = qnext = Memory(shape=SW, depth=N, init=[])
+        m.submodules.qprev = qprev = Memory(shape=SW, depth=N, init=[])
+        m.submodules.anext = anext = Memory(shape=SW, depth=N, init=[])
+        m.submodules.aprev = aprev = Memory(shape=SW, depth=N, init=[])
+        m.submodules.fstack = fstack = Memory(shape=SW, depth=N, init=list(range(N)))
+        m.submodules.tokens = tokens = Memory(
+            shape=token_entry_layout(slot_width=SW), depth=1 << self._token_bits, init=[])
+
+        rd_slot, wr_slot = slots.read_port(), slots.write_port()
+        rd_open, wr_open = opens.read_port(), opens.write_port()
+        rd_qn, wr_qn = qnext.read_port(), qnext.write_port()
+        rd_qp, wr_qp = qprev.read_port(), qprev.write_port()
+        rd_an, wr_an = anext.read_port(), anext.write_port()
+        rd_ap, wr_ap = aprev.read_port(), aprev.write_port()
+        rd_fs, wr_fs = fstack.read_port(), fstack.write_port()
+        rd_tk, wr_tk = tokens.read_port(), tokens.write_port()
+
+        ra = Signal(SW)                 # slot read address (all slot memories)
+        ta = Signal(32)                 # token table read address
+        for port in (rd_slot, rd_open, rd_qn, rd_qp, rd_an, rd_ap):
+            m.d.comb += port.addr.eq(ra)
+        m.d.comb += rd_tk.addr.eq(ta)
+
+        # --- price level registers: index Cat(entry, side, symbol) -------------------------
+        lv_valid = Array(Signal(name=f"lv_valid_{i}") for i in range(G * L))
+        lv_price = Array(Signal(32, name=f"lv_price_{i}") for i in range(G * L))
+        lv_head = Array(Signal(SW, name=f"lv_head_{i}") for i in range(G * L))
+        lv_tail = Array(Signal(SW, name=f"lv_tail_{i}") for i in range(G * L))
+
+        # --- action registers -------------------------------------------------------------
+        a = Signal(OrderRecord)                     # the action as received
+        cur_sym = Signal(YW)                        # symbol / side of the book being worked
+        cur_side = Signal(1)
+        agg_tok = Signal(32)                        # aggressor token (new token on replace)
+        agg_firm = Signal(16)
+        left = Signal(SHARES_WIDTH)                 # aggressor shares left
+        limit = Signal(32)
+        market = Signal()
+        rests = Signal()                            # remainder rests (day limit)
+        need = Signal(SHARES_WIDTH)                 # FOK / min-qty liquidity needed
+        closed = Signal()
+
+        r_slot = Signal(SW)                         # the resting order being worked on
+        r = Signal(self.slot_shape)
+        r_open = Signal(SHARES_WIDTH)
+        r_qn, r_qp, r_an, r_ap = (Signal(SW, name=n) for n in ("r_qn", "r_qp", "r_an", "r_ap"))
+        fill = Signal(SHARES_WIDTH)
+        ps_l = Signal(range(L + 1))
+        ps_total = Signal(SHARES_WIDTH + SW + 1)
+        ps_cur = Signal(SW)
+        e_cur = Signal(SW)
+
+        age_any = Signal()
+        age_head = Signal(SW)
+        age_tail = Signal(SW)
+        sp = Signal(range(N + 1), init=N)           # free slots; fstack[0:sp] are free
+        next_ref = Signal(32, init=1)
+        match_no = Signal(64)
+        m.d.comb += [rd_fs.addr.eq(sp - 1), self.free.eq(sp)]
+
+        # --- event output: hold register -> output register ---------------------------------
+        hold = Signal(EventRecord)
+        hold_valid = Signal()
+        o_valid = Signal()
+        o_payload = Signal(EventRecord)
+        emit = Signal()
+        ev = Signal(EventRecord)
+        finish = Signal()
+        o_free = ~o_valid | self.o_stream.ready
+        can_emit = ~hold_valid | o_free
+        m.d.comb += [self.o_stream.valid.eq(o_valid), self.o_stream.payload.eq(o_payload)]
+        with m.If(self.o_stream.ready):
+            m.d.sync += o_valid.eq(0)
+        with m.If(emit):
+            m.d.sync += [hold.eq(ev), hold_valid.eq(1), self.events.eq(self.events + 1)]
+            with m.If(hold_valid):
+                m.d.sync += [o_payload.eq(hold), o_valid.eq(1)]
+        with m.If(finish):
+            m.d.sync += [o_payload.eq(hold), o_payload.last.eq(1), o_valid.eq(1),
+                         hold_valid.eq(0)]
+
+        def event(kind, *, side, order_id, symbol, shares=0, price=0, reason=0, contra=0,
+                  match=0):
+            m.d.comb += [
+                emit.eq(1), ev.kind.eq(kind), ev.side.eq(side), ev.reason.eq(reason),
+                ev.order_id.eq(order_id), ev.contra_id.eq(contra), ev.symbol.eq(symbol),
+                ev.shares.eq(shares), ev.price.eq(price), ev.match_number.eq(match),
+            ]
+
+        # --- combinational searches over the levels of the book being worked -------------
+        def side_entries(side):
+            out = []
+            for i in range(L):
+                index = [g * L + i for g in range(G)]
+                group = Cat(side, cur_sym)
+                out.append((Array(lv_valid[k] for k in index)[group],
+                            Array(lv_price[k] for k in index)[group],
+                            Array(lv_head[k] for k in index)[group],
+                            Array(lv_tail[k] for k in index)[group]))
+            return out
+
+        own = side_entries(cur_side)
+        contra = side_entries(~cur_side)
+
+        def acceptable(price):               # a contra price the aggressor may trade at
+            return market | Mux(cur_side == Side.Buy, price <= limit, price >= limit)
+
+        best_valid = Signal()
+        best_price = Signal(32)
+        best_head = Signal(SW)
+        best_entry = Signal(LW)
+        chain_valid, chain_price, chain_head, chain_entry = Const(0, 1), Const(0, 32), \
+            Const(0, SW), Const(0, LW)
+        for i, (valid, price, head, _) in enumerate(contra):
+            better = Mux(cur_side == Side.Buy, price < chain_price, price > chain_price)
+            take = valid & (~chain_valid | better)
+            chain_valid = Mux(take, 1, chain_valid)
+            chain_price = Mux(take, price, chain_price)
+            chain_head = Mux(take, head, chain_head)
+            chain_entry = Mux(take, i, chain_entry)
+        m.d.comb += [best_valid.eq(chain_valid), best_price.eq(chain_price),
+                     best_head.eq(chain_head), best_entry.eq(chain_entry)]
+
+        own_hit = Signal()
+        own_hit_entry = Signal(LW)
+        own_free = Signal()
+        own_free_entry = Signal(LW)
+        for i, (valid, price, _, _) in reversed(list(enumerate(own))):
+            with m.If(valid & (price == limit)):
+                m.d.comb += [own_hit.eq(1), own_hit_entry.eq(i)]
+            with m.If(~valid):
+                m.d.comb += [own_free.eq(1), own_free_entry.eq(i)]
+
+        ps_valid = Array(e[0] for e in contra)[ps_l[:LW] if L > 1 else 0]
+        ps_price = Array(e[1] for e in contra)[ps_l[:LW] if L > 1 else 0]
+        ps_head = Array(e[2] for e in contra)[ps_l[:LW] if L > 1 else 0]
+        ps_tail = Array(e[3] for e in contra)[ps_l[:LW] if L > 1 else 0]
+
+        # --- helpers ------------------------------------------------------------------------
+        def bad_shares(shares):
+            return (shares == 0) | (shares > MAX_SHARES)
+
+        def bad_price(price):
+            return (price < MIN_PRICE) | (price > MAX_PRICE) | (price % 100 != 0)
+
+        def latch():
+            """Copy the slot memories' read data (of ``ra`` last cycle) into ``r_*``."""
+            m.d.sync += [r.eq(rd_slot.data), r_open.eq(rd_open.data), r_qn.eq(rd_qn.data),
+                         r_qp.eq(rd_qp.data), r_an.eq(rd_an.data), r_ap.eq(rd_ap.data)]
+
+        def unlink(slot, rec, qn, qp, an, ap):
+            """Remove a resting order: level queue, age list, token table, free stack."""
+            index = Cat(rec.level[:LW] if L > 1 else Const(0, 0), rec.side, rec.symbol[:YW])
+            is_head = lv_head[index] == slot
+            is_tail = lv_tail[index] == slot
+            with m.If(is_head & is_tail):
+                m.d.sync += lv_valid[index].eq(0)
+            with m.Elif(is_head):
+                m.d.sync += lv_head[index].eq(qn)
+            with m.Elif(is_tail):
+                m.d.sync += lv_tail[index].eq(qp)
+            with m.Else():
+                m.d.comb += [wr_qn.addr.eq(qp), wr_qn.data.eq(qn), wr_qn.en.eq(1),
+                             wr_qp.addr.eq(qn), wr_qp.data.eq(qp), wr_qp.en.eq(1)]
+            a_head = age_head == slot
+            a_tail = age_tail == slot
+            with m.If(a_head & a_tail):
+                m.d.sync += age_any.eq(0)
+            with m.Elif(a_head):
+                m.d.sync += age_head.eq(an)
+            with m.Elif(a_tail):
+                m.d.sync += age_tail.eq(ap)
+            with m.Else():
+                m.d.comb += [wr_an.addr.eq(ap), wr_an.data.eq(an), wr_an.en.eq(1),
+                             wr_ap.addr.eq(an), wr_ap.data.eq(ap), wr_ap.en.eq(1)]
+            m.d.comb += [wr_tk.addr.eq(rec.token), wr_tk.data.eq(0), wr_tk.en.eq(1),
+                         wr_fs.addr.eq(sp), wr_fs.data.eq(slot), wr_fs.en.eq(1)]
+            m.d.sync += sp.eq(sp + 1)
+
+        tok_ok = (a.order_id >> self._token_bits) == 0 if self._token_bits < 32 else Const(1)
+        new_ok = (a.new_order_id >> self._token_bits) == 0 if self._token_bits < 32 \
+            else Const(1)
+        rd_tok = rd_tk.data
+
+        def reject(reason):
+            m.d.sync += self.rejects.eq(self.rejects + 1)
+            event(EventKind.Rejected, side=a.side, order_id=a.order_id, symbol=a.symbol,
+                  shares=a.shares, price=a.price, reason=reason)
+
+        m.d.comb += self.busy.eq(1)
+        m.d.comb += ra.eq(self.peek_addr[:SW])
+        m.d.comb += [self.peek_slot.eq(rd_slot.data), self.peek_open.eq(rd_open.data),
+                     self.peek_qnext.eq(rd_qn.data)]
+        peek_index = self.peek_addr[:ceil_log2(G * L)] if G * L > 1 else 0
+        m.d.comb += [self.peek_level.valid.eq(lv_valid[peek_index]),
+                     self.peek_level.price.eq(lv_price[peek_index]),
+                     self.peek_level.head.eq(lv_head[peek_index]),
+                     self.peek_level.tail.eq(lv_tail[peek_index])]
+
+        # --- the action FSM -----------------------------------------------------------------
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.busy.eq(0), self.i_stream.ready.eq(1),
+                             ta.eq(self.i_stream.payload.order_id)]
+                with m.If(self.i_stream.valid):
+                    p = self.i_stream.payload
+                    m.d.sync += [
+                        a.eq(p), cur_sym.eq(p.symbol[:YW]), cur_side.eq(p.side),
+                        agg_tok.eq(p.order_id), agg_firm.eq(p.firm), left.eq(p.shares),
+                        limit.eq(p.price), market.eq(p.ord_type == OrderType.Market),
+                        rests.eq((p.ord_type == OrderType.Limit) & (p.tif == TimeInForce.Day)),
+                        need.eq(Mux(p.tif == TimeInForce.Fok, p.shares, p.min_qty)),
+                        self.actions.eq(self.actions + 1),
+                    ]
+                    m.next = "CHECK"
+
+            with m.State("CHECK"):
+                tok_live = tok_ok & rd_tok.valid
+                m.d.comb += [ra.eq(rd_tok.slot), ta.eq(a.order_id)]
+                with m.If(can_emit):
+                    with m.If(closed):
+                        reject(RejectReason.Closed)
+                        m.next = "DONE"
+                    with m.Elif(a.action == Action.Enter):
+                        m.next = "DONE"
+                        with m.If(~tok_ok | (a.tif.as_value() == 3)):
+                            reject(RejectReason.Other)
+                        with m.Elif(tok_live):
+                            reject(RejectReason.DuplicateToken)
+                        with m.Elif(a.symbol >= S):
+                            reject(RejectReason.UnknownSymbol)
+                        with m.Elif(bad_shares(a.shares)):
+                            reject(RejectReason.InvalidShares)
+                        with m.Elif(~market & bad_price(a.price)):
+                            reject(RejectReason.InvalidPrice)
+                        with m.Elif((a.min_qty != 0) & ((a.tif != TimeInForce.Ioc) |
+                                                        (a.min_qty > a.shares))):
+                            reject(RejectReason.InvalidMinQty)
+                        with m.Elif(rests & ((sp == 0) | (~own_hit & ~own_free))):
+                            reject(RejectReason.Full)
+                        with m.Else():
+                            price = Mux(market, 0, a.price)
+                            event(EventKind.Accepted, side=a.side, order_id=a.order_id,
+                                  symbol=a.symbol, shares=a.shares, price=price)
+                            m.d.sync += [limit.eq(price), ps_l.eq(0), ps_total.eq(0)]
+                            with m.If(need != 0):
+                                m.next = "PS_LEVEL"
+                            with m.Else():
+                                m.next = "MATCH_FIND"
+                    with m.Elif(a.action == Action.Cancel):
+                        with m.If(~tok_live):
+                            reject(RejectReason.UnknownToken)
+                            m.next = "DONE"
+                        with m.Else():
+                            m.d.sync += r_slot.eq(rd_tok.slot)
+                            m.next = "CANCEL"
+                    with m.Elif(a.action == Action.Replace):
+                        with m.If(~tok_live):
+                            reject(RejectReason.UnknownToken)
+                            m.next = "DONE"
+                        with m.Else():
+                            m.d.comb += ta.eq(a.new_order_id)
+                            m.d.sync += r_slot.eq(rd_tok.slot)
+                            m.next = "REPLACE_CHECK"
+                    with m.Else():
+                        m.next = "EOD_START"
+
+            # --- FOK / minimum quantity pre-scan of other firms' acceptable liquidity ----
+            with m.State("PS_LEVEL"):
+                with m.If(ps_l == L):
+                    with m.If(can_emit):
+                        event(EventKind.Canceled, side=cur_side, order_id=agg_tok,
+                              symbol=cur_sym, shares=left, price=limit,
+                              reason=CancelReason.ImmediateOrCancel)
+                        m.next = "DONE"
+                with m.Elif(ps_valid & acceptable(ps_price)):
+                    m.d.comb += ra.eq(ps_head)
+                    m.d.sync += ps_cur.eq(ps_head)
+                    m.next = "PS_WALK"
+                with m.Else():
+                    m.d.sync += ps_l.eq(ps_l + 1)
+
+            with m.State("PS_WALK"):
+                total = ps_total + Mux(rd_slot.data.firm != agg_firm, rd_open.data, 0)
+                m.d.sync += ps_total.eq(total)
+                with m.If(total >= need):
+                    m.next = "MATCH_FIND"
+                with m.Elif(ps_cur == ps_tail):
+                    m.d.sync += ps_l.eq(ps_l + 1)
+                    m.next = "PS_LEVEL"
+                with m.Else():
+                    m.d.comb += ra.eq(rd_qn.data)
+                    m.d.sync += ps_cur.eq(rd_qn.data)
+
+            # --- matching loop --------------------------------------------------------------
+            with m.State("MATCH_FIND"):
+                with m.If((left != 0) & best_valid & acceptable(best_price)):
+                    m.d.comb += ra.eq(best_head)
+                    m.d.sync += r_slot.eq(best_head)
+                    m.next = "MATCH_READ"
+                with m.Else():
+                    m.next = "MATCH_END"
+
+            with m.State("MATCH_READ"):
+                latch()
+                data = rd_slot.data
+                with m.If(data.firm == agg_firm):
+                    m.next = "SELF_MATCH"
+                with m.Elif(can_emit):
+                    amount = Mux(left < rd_open.data, left, rd_open.data)
+                    m.d.sync += fill.eq(amount)
+                    event(EventKind.Executed, side=cur_side, order_id=agg_tok,
+                          contra=data.token, symbol=cur_sym, shares=amount, price=data.price,
+                          match=match_no + 1)
+                    m.next = "FILL"
+                with m.Else():
+                    m.d.comb += ra.eq(r_slot)        # read again next cycle
+
+            with m.State("SELF_MATCH"):
+                with m.If(can_emit):
+                    event(EventKind.Canceled, side=r.side, order_id=r.token, symbol=cur_sym,
+                          shares=r_open, price=r.price, reason=CancelReason.SelfMatch)
+                    unlink(r_slot, r, r_qn, r_qp, r_an, r_ap)
+                    m.next = "MATCH_FIND"
+
+            with m.State("FILL"):
+                with m.If(can_emit):
+                    event(EventKind.Executed, side=r.side, order_id=r.token, contra=agg_tok,
+                          symbol=cur_sym, shares=fill, price=r.price, match=match_no + 1)
+                    m.d.sync += [match_no.eq(match_no + 1), left.eq(left - fill),
+                                 self.fills.eq(self.fills + 1)]
+                    with m.If(fill == r_open):
+                        unlink(r_slot, r, r_qn, r_qp, r_an, r_ap)
+                    with m.Else():
+                        m.d.comb += [wr_open.addr.eq(r_slot), wr_open.data.eq(r_open - fill),
+                                     wr_open.en.eq(1)]
+                    m.next = "MATCH_FIND"
+
+            with m.State("MATCH_END"):
+                with m.If(left == 0):
+                    m.next = "DONE"
+                with m.Elif(rests):
+                    m.next = "REST_PREP"
+                with m.Elif(can_emit):
+                    event(EventKind.Canceled, side=cur_side, order_id=agg_tok, symbol=cur_sym,
+                          shares=left, price=limit, reason=CancelReason.ImmediateOrCancel)
+                    m.next = "DONE"
+
+            # --- rest the remainder: one cycle of writes --------------------------------------
+            with m.State("REST_PREP"):              # fstack[sp-1] read settles
+                m.next = "REST"
+
+            with m.State("REST"):
+                slot = rd_fs.data
+                entry = Mux(own_hit, own_hit_entry, own_free_entry)
+                index = Cat(entry[:LW] if L > 1 else Const(0, 0), cur_side, cur_sym)
+                m.d.comb += [
+                    wr_slot.addr.eq(slot), wr_slot.en.eq(1),
+                    wr_slot.data.token.eq(agg_tok), wr_slot.data.firm.eq(agg_firm),
+                    wr_slot.data.price.eq(limit), wr_slot.data.ref.eq(next_ref),
+                    wr_slot.data.side.eq(cur_side), wr_slot.data.symbol.eq(cur_sym),
+                    wr_slot.data.level.eq(entry),
+                    wr_open.addr.eq(slot), wr_open.data.eq(left), wr_open.en.eq(1),
+                    wr_tk.addr.eq(agg_tok), wr_tk.data.slot.eq(slot), wr_tk.data.valid.eq(1),
+                    wr_tk.en.eq(1),
+                ]
+                with m.If(own_hit):
+                    m.d.comb += [wr_qp.addr.eq(slot), wr_qp.data.eq(lv_tail[index]),
+                                 wr_qp.en.eq(1),
+                                 wr_qn.addr.eq(lv_tail[index]), wr_qn.data.eq(slot),
+                                 wr_qn.en.eq(1)]
+                    m.d.sync += lv_tail[index].eq(slot)
+                with m.Else():
+                    m.d.sync += [lv_valid[index].eq(1), lv_price[index].eq(limit),
+                                 lv_head[index].eq(slot), lv_tail[index].eq(slot)]
+                with m.If(age_any):
+                    m.d.comb += [wr_ap.addr.eq(slot), wr_ap.data.eq(age_tail), wr_ap.en.eq(1),
+                                 wr_an.addr.eq(age_tail), wr_an.data.eq(slot), wr_an.en.eq(1)]
+                with m.Else():
+                    m.d.sync += [age_head.eq(slot), age_any.eq(1)]
+                m.d.sync += [age_tail.eq(slot), sp.eq(sp - 1), next_ref.eq(next_ref + 1)]
+                m.next = "DONE"
+
+            # --- cancel ---------------------------------------------------------------------
+            with m.State("CANCEL"):
+                m.d.comb += ra.eq(r_slot)
+                data, open_ = rd_slot.data, rd_open.data
+                with m.If(can_emit):
+                    decrement = Mux(open_ > a.shares, open_ - a.shares, 0)
+                    event(EventKind.Canceled, side=data.side, order_id=data.token,
+                          symbol=data.symbol, shares=decrement, price=data.price,
+                          reason=CancelReason.User)
+                    with m.If(open_ > a.shares):
+                        with m.If(a.shares == 0):
+                            unlink(r_slot, data, rd_qn.data, rd_qp.data, rd_an.data,
+                                   rd_ap.data)
+                        with m.Else():
+                            m.d.comb += [wr_open.addr.eq(r_slot), wr_open.data.eq(a.shares),
+                                         wr_open.en.eq(1)]
+                    m.next = "DONE"
+
+            # --- replace --------------------------------------------------------------------
+            with m.State("REPLACE_CHECK"):
+                latch()
+                data = rd_slot.data
+                m.d.sync += [cur_sym.eq(data.symbol), cur_side.eq(data.side),
+                             agg_firm.eq(data.firm), agg_tok.eq(a.new_order_id),
+                             left.eq(a.shares), limit.eq(a.price), market.eq(0), rests.eq(1)]
+                with m.If(can_emit):
+                    m.next = "REPLACE"
+                    with m.If(new_ok & rd_tok.valid):
+                        reject(RejectReason.DuplicateToken)
+                        m.next = "DONE"
+                    with m.Elif(~new_ok):
+                        reject(RejectReason.Other)
+                        m.next = "DONE"
+                    with m.Elif(bad_shares(a.shares)):
+                        reject(RejectReason.InvalidShares)
+                        m.next = "DONE"
+                    with m.Elif(bad_price(a.price)):
+                        reject(RejectReason.InvalidPrice)
+                        m.next = "DONE"
+                with m.Else():
+                    m.d.comb += [ra.eq(r_slot), ta.eq(a.new_order_id)]
+                    m.next = "REPLACE_CHECK"
+
+            with m.State("REPLACE"):
+                keep = (a.price == r.price) & (a.shares <= r_open)
+                r_index = Cat(r.level[:LW] if L > 1 else Const(0, 0), r.side, r.symbol[:YW])
+                alone = lv_head[r_index] == lv_tail[r_index]
+                with m.If(can_emit):
+                    with m.If(~keep & ~own_hit & ~own_free & ~alone):
+                        reject(RejectReason.Full)
+                        m.next = "DONE"
+                    with m.Else():
+                        event(EventKind.Replaced, side=r.side, order_id=r.token,
+                              contra=a.new_order_id, symbol=r.symbol, shares=a.shares,
+                              price=a.price)
+                        with m.If(keep):
+                            m.d.comb += [wr_tk.addr.eq(r.token), wr_tk.data.eq(0),
+                                         wr_tk.en.eq(1)]
+                            m.next = "REPLACE_KEEP"
+                        with m.Else():
+                            unlink(r_slot, r, r_qn, r_qp, r_an, r_ap)
+                            m.next = "MATCH_FIND"
+
+            with m.State("REPLACE_KEEP"):
+                m.d.comb += [
+                    wr_tk.addr.eq(a.new_order_id), wr_tk.data.slot.eq(r_slot),
+                    wr_tk.data.valid.eq(1), wr_tk.en.eq(1),
+                    wr_slot.addr.eq(r_slot), wr_slot.data.eq(r),
+                    wr_slot.data.token.eq(a.new_order_id), wr_slot.en.eq(1),
+                    wr_open.addr.eq(r_slot), wr_open.data.eq(a.shares), wr_open.en.eq(1),
+                ]
+                m.next = "DONE"
+
+            # --- end of day: every resting order in age (ITCH reference) order ---------------
+            with m.State("EOD_START"):
+                m.d.comb += ra.eq(age_head)
+                m.d.sync += e_cur.eq(age_head)
+                with m.If(age_any):
+                    m.next = "EOD_WALK"
+                with m.Else():
+                    m.next = "EOD_CLOSE"
+
+            with m.State("EOD_WALK"):
+                data = rd_slot.data
+                m.d.comb += ra.eq(e_cur)
+                with m.If(can_emit):
+                    event(EventKind.Canceled, side=data.side, order_id=data.token,
+                          symbol=data.symbol, shares=rd_open.data, price=data.price,
+                          reason=CancelReason.EndOfDay)
+                    with m.If(e_cur == age_tail):
+                        m.next = "EOD_CLOSE"
+                    with m.Else():
+                        m.d.comb += ra.eq(rd_an.data)
+                        m.d.sync += e_cur.eq(rd_an.data)
+
+            with m.State("EOD_CLOSE"):
+                with m.If(can_emit):
+                    event(EventKind.Closed, side=Side.Buy, order_id=0, symbol=0)
+                    m.d.sync += [closed.eq(1), age_any.eq(0)]
+                    m.d.sync += [v.eq(0) for v in lv_valid]
+                    m.next = "DONE"
+
+            with m.State("DONE"):
+                with m.If(o_free):
+                    m.d.comb += finish.eq(1)
+                    m.next = "IDLE"
+
+        return m

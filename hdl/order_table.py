@@ -1,0 +1,377 @@
+"""Order table: order reference -> (symbol slot, locate, side, price, shares), behind a memory port.
+
+Scheme: a bucketed hash table. The reference is hashed (:func:`~tickpath.protocol.bookfeed.
+bucket_of`, an H3 XOR hash) to one bucket of ``ways`` entries; one memory word holds a whole
+bucket, so a lookup is one read and an update one write, whatever the occupancy (bounded time,
+no probing, no tombstones: a delete clears its way and the way is free at once). An add whose
+bucket is full is refused: counted in ``table_full`` and the symbol's book flagged invalid.
+``capacity`` = buckets x ways; at a load factor of 1/2 with 8 ways about 1 add in 10^4 meets a
+full bucket (less with more ways or a lower load).
+
+Per event (block RAM answering the next cycle): accept, subscription lookup, bucket read,
+decide, write, emit: one :class:`~tickpath.protocol.bookfeed.BookOp` 5 cycles after the event
+was taken (add, execute, cancel, delete); a replace reads and writes a second bucket (8 cycles).
+The decision follows :class:`tickpath.model.book.BookBuilder` exactly (duplicate adds and zero
+shares ignored, overfills remove the order); where it cannot (unknown reference, full bucket) it
+flags the book.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tickpath.protocol.bookfeed import (
+    BOOK_KINDS,
+    SLOT_WIDTH,
+    BookOp,
+    OrderEntry,
+    Subscription,
+    SubscriptionEntry,
+    TimedFeedEvent,
+    bucket_layout,
+    hash_masks,
+    order_memory_signature,
+)
+from tickpath.protocol.feed import EventKind
+
+__all__ = ["OrderTable", "BlockRamOrderMemory", "OrderTableUnit", "COUNTERS"]
+
+#: Counter outputs of :class:`OrderTable`.
+COUNTERS = ("events", "ignored", "unsubscribed", "unknown_reference", "table_full",
+            "duplicate_add", "zero_shares", "overfill", "ops")
+
+
+def _check_pow2(name, value, lo, hi):
+    if value not in range(lo, hi + 1) or value & (value - 1):
+        raise ValueError(f"{name} must be a power of two in {lo}..{hi}, not {value}")
+
+
+def reference_hash(ref, bits):
+    """HDL form of :func:`~tickpath.protocol.bookfeed.bucket_of`."""
+    return Cat(*((ref & mask).xor() for mask in hash_masks(bits)))
+
+
+class BlockRamOrderMemory(wiring.Component):
+    """The order table's memory in block RAM: always ready, reads answered the next cycle.
+
+    Members
+    -------
+    bus : ``In(order_memory_signature(addr_width, ways))``
+    """
+
+    def __init__(self, *, addr_width, ways):
+        self._addr_width = addr_width
+        self._ways = ways
+        super().__init__({"bus": In(order_memory_signature(addr_width, ways))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.storage = storage = Memory(shape=bucket_layout(self._ways),
+                                                depth=1 << self._addr_width, init=[])
+        wp = storage.write_port()
+        rp = storage.read_port(domain="sync")
+        req = self.bus.req
+        m.d.comb += [
+            req.ready.eq(1),
+            wp.addr.eq(req.p.addr), wp.data.eq(req.p.data), wp.en.eq(req.valid & req.p.write),
+            rp.addr.eq(req.p.addr), rp.en.eq(req.valid & ~req.p.write),
+            self.bus.resp.p.data.eq(rp.data),
+        ]
+        m.d.sync += self.bus.resp.valid.eq(req.valid & ~req.p.write)
+        return m
+
+
+class OrderTable(wiring.Component):
+    """Hashed order table: feed events in, book operations out.
+
+    Parameters
+    ----------
+    capacity : int
+        Live orders the table can hold (power of two); ``capacity // ways`` buckets.
+    ways : int
+        Entries per bucket (power of two, 1..16).
+    slots : int
+        Book slots (subscribed symbols), 1..256.
+    locate_bits : int
+        The subscription table covers stock locates ``0 .. 2**locate_bits - 1``; events of
+        other locates are counted in ``unsubscribed``.
+    subscriptions : dict or None
+        Initial subscription table, locate -> slot; ``None`` maps locates ``1..slots`` to
+        slots ``0..slots-1``.
+    counter_width : int
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(TimedFeedEvent))``
+        Feed events with their ingress cycle. Kinds outside :data:`BOOK_KINDS` are counted in
+        ``ignored`` and dropped.
+    o_stream : ``Out(stream.Signature(BookOp))``
+        At most one operation per event, in order.
+    mem : ``Out(order_memory_signature(bucket_bits, ways))``
+        The table's storage (e.g. :class:`BlockRamOrderMemory`).
+    subscribe : ``In(stream.Signature(Subscription))``
+        Subscription table writes; taken between events (before a waiting event).
+    occupancy : ``Out(counter_width)``
+        Live orders held.
+    events, ignored, unsubscribed, unknown_reference, table_full, duplicate_add, zero_shares,
+    overfill, ops : ``Out(counter_width)``
+        Counters (wrap). ``events`` counts every event taken.
+    """
+
+    def __init__(self, *, capacity=8192, ways=8, slots=256, locate_bits=14, subscriptions=None,
+                 counter_width=32):
+        _check_pow2("ways", ways, 1, 16)
+        _check_pow2("capacity", capacity, 2 * ways, 1 << 24)
+        if slots not in range(1, (1 << SLOT_WIDTH) + 1):
+            raise ValueError(f"slots must be in 1..{1 << SLOT_WIDTH}, not {slots}")
+        if locate_bits not in range(1, 17):
+            raise ValueError(f"locate_bits must be in 1..16, not {locate_bits}")
+        if subscriptions is None:
+            subscriptions = {locate: locate - 1 for locate in range(1, slots + 1)
+                             if locate < (1 << locate_bits)}
+        for locate, slot in subscriptions.items():
+            if locate not in range(1 << locate_bits) or slot not in range(slots):
+                raise ValueError(f"subscription {locate} -> {slot} is out of range")
+        self._capacity = capacity
+        self._ways = ways
+        self._slots = slots
+        self._locate_bits = locate_bits
+        self._subscriptions = dict(subscriptions)
+        self._counter_width = counter_width
+        self._bucket_bits = (capacity // ways).bit_length() - 1
+        members = {
+            "i_stream":  In(stream.Signature(TimedFeedEvent)),
+            "o_stream":  Out(stream.Signature(BookOp)),
+            "mem":       Out(order_memory_signature(self._bucket_bits, ways)),
+            "subscribe": In(stream.Signature(Subscription)),
+            "occupancy": Out(counter_width),
+        }
+        members.update({name: Out(counter_width) for name in COUNTERS})
+        super().__init__(members)
+
+    capacity      = property(lambda self: self._capacity)
+    ways          = property(lambda self: self._ways)
+    slots         = property(lambda self: self._slots)
+    locate_bits   = property(lambda self: self._locate_bits)
+    subscriptions = property(lambda self: dict(self._subscriptions))
+    counter_width = property(lambda self: self._counter_width)
+    bucket_bits   = property(lambda self: self._bucket_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        ways = self._ways
+        i, o, mem = self.i_stream, self.o_stream, self.mem
+
+        init = [0] * (1 << self._locate_bits)
+        for locate, slot in self._subscriptions.items():
+            init[locate] = SubscriptionEntry.const({"enable": 1, "slot": slot}).as_value().value
+        m.submodules.subs = subs = Memory(shape=SubscriptionEntry,
+                                          depth=1 << self._locate_bits, init=init)
+        sub_wp = subs.write_port()
+        sub_rp = subs.read_port(domain="sync")
+
+        ev       = Signal(TimedFeedEvent)
+        locate_ok = Signal()
+        phase2   = Signal()           # a replace's second half: the new reference
+        op       = Signal(BookOp)
+        wbucket  = Signal(bucket_layout(ways))
+        key      = Signal(64)
+
+        def count(name, amount=1):
+            counter = getattr(self, name)
+            m.d.sync += counter.eq(counter + amount)
+
+        # --- the bucket in the response, against the current key ----------------------------
+        bucket = mem.resp.p.data
+        hits  = Signal(ways)
+        frees = Signal(ways)
+        for w in range(ways):
+            m.d.comb += [hits[w].eq(bucket[w].valid & (bucket[w].order_ref == key)),
+                         frees[w].eq(~bucket[w].valid)]
+        hit_way  = Signal(range(ways))
+        free_way = Signal(range(ways))
+        for w in reversed(range(ways)):             # lowest index wins
+            with m.If(hits[w]):
+                m.d.comb += hit_way.eq(w)
+            with m.If(frees[w]):
+                m.d.comb += free_way.eq(w)
+        entry = Signal(OrderEntry)
+        m.d.comb += entry.eq(bucket[hit_way])
+        hit, has_free = hits.any(), frees.any()
+
+        m.d.comb += key.eq(Mux(phase2, ev["new_order_ref"], ev["order_ref"]))
+        m.d.comb += [
+            mem.req.p.addr.eq(reference_hash(key, self._bucket_bits)),
+            mem.req.p.data.eq(wbucket),
+        ]
+
+        def put(way, value):
+            """wbucket <= bucket with ``way`` replaced by ``value``."""
+            for w in range(ways):
+                m.d.sync += wbucket[w].eq(Mux(way == w, value, bucket[w]))
+
+        # subscription read address: the incoming event while idle, then held
+        m.d.comb += sub_rp.addr.eq(Mux(i.ready, i.p["stock_locate"],
+                                       ev["stock_locate"])[:self._locate_bits])
+        sub = sub_rp.data
+
+        with m.If(o.ready):
+            m.d.sync += o.valid.eq(0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.subscribe.valid):
+                    m.d.comb += [
+                        self.subscribe.ready.eq(1),
+                        sub_wp.addr.eq(self.subscribe.p.stock_locate[:self._locate_bits]),
+                        sub_wp.data.enable.eq(self.subscribe.p.enable),
+                        sub_wp.data.slot.eq(self.subscribe.p.slot),
+                        sub_wp.en.eq((self.subscribe.p.stock_locate >> self._locate_bits) == 0),
+                    ]
+                with m.Else():
+                    m.d.comb += i.ready.eq(1)
+                    with m.If(i.valid):
+                        m.d.sync += [
+                            ev.eq(i.p),
+                            phase2.eq(0),
+                            locate_ok.eq((i.p["stock_locate"] >> self._locate_bits) == 0),
+                        ]
+                        count("events")
+                        m.next = "SUBSCRIPTION"
+
+            with m.State("SUBSCRIPTION"):
+                m.d.sync += [
+                    op.eq(0),
+                    op.kind.eq(ev["kind"]),
+                    op.slot.eq(sub.slot),
+                    op.stock_locate.eq(ev["stock_locate"]),
+                    op.side.eq(ev["side"]),
+                    op.ingress.eq(ev["ingress"]),
+                ]
+                book_kind = Cat(*(ev["kind"] == k for k in BOOK_KINDS)).any()
+                with m.If(~book_kind):
+                    count("ignored")
+                    m.next = "IDLE"
+                with m.Elif(~locate_ok | ~sub.enable):
+                    count("unsubscribed")
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "READ"
+
+            with m.State("READ"):
+                m.d.comb += [mem.req.valid.eq(1), mem.req.p.write.eq(0)]
+                with m.If(mem.req.ready):
+                    m.next = "DECIDE"
+
+            with m.State("DECIDE"):
+                kind = ev["kind"]
+                shares = ev["shares"]
+                with m.If(mem.resp.valid):
+                    with m.If(phase2 | (kind == EventKind.Add)):
+                        new = Signal(OrderEntry)
+                        m.d.comb += [
+                            new.valid.eq(1),
+                            new.order_ref.eq(key),
+                            new.price.eq(ev["price"]),
+                            new.shares.eq(shares),
+                        ]
+                        with m.If(phase2):      # a replace keeps the old order's symbol, side
+                            m.d.comb += [new.side.eq(op.side), new.slot.eq(op.slot),
+                                         new.stock_locate.eq(op.stock_locate)]
+                        with m.Else():
+                            m.d.comb += [new.side.eq(ev["side"]), new.slot.eq(op.slot),
+                                         new.stock_locate.eq(ev["stock_locate"])]
+                        with m.If(hit):
+                            count("duplicate_add")
+                            m.next = "EMIT"
+                        with m.Elif(shares == 0):
+                            count("zero_shares")
+                            m.next = "EMIT"
+                        with m.Elif(~has_free):
+                            count("table_full")
+                            m.d.sync += op.invalidate.eq(1)
+                            m.next = "EMIT"
+                        with m.Else():
+                            put(free_way, new)
+                            m.d.sync += [op.add.eq(1), op.add_price.eq(ev["price"]),
+                                         op.add_shares.eq(shares)]
+                            self._occupancy(m, +1)
+                            m.next = "WRITE"
+                    with m.Elif(~hit):
+                        count("unknown_reference")
+                        m.d.sync += [op.invalidate.eq(1), op.side.eq(0)]
+                        m.next = "EMIT"
+                    with m.Else():
+                        m.d.sync += [
+                            op.reduce.eq(1),
+                            op.reduce_price.eq(entry.price),
+                            op.slot.eq(entry.slot),
+                            op.stock_locate.eq(entry.stock_locate),
+                            op.side.eq(entry.side),
+                        ]
+                        partial = ((kind != EventKind.Delete) & (kind != EventKind.Replace)
+                                   & (shares < entry.shares))
+                        with m.If(partial):
+                            left = Signal(OrderEntry)
+                            m.d.comb += [left.eq(entry), left.shares.eq(entry.shares - shares)]
+                            put(hit_way, left)
+                            m.d.sync += op.reduce_shares.eq(shares)
+                        with m.Else():
+                            put(hit_way, Signal(OrderEntry))   # a free way
+                            m.d.sync += [op.reduce_shares.eq(entry.shares), op.remove.eq(1)]
+                            self._occupancy(m, -1)
+                            with m.If((kind != EventKind.Delete) & (kind != EventKind.Replace)
+                                      & (shares > entry.shares)):
+                                count("overfill")
+                        m.next = "WRITE"
+
+            with m.State("WRITE"):
+                m.d.comb += [mem.req.valid.eq(1), mem.req.p.write.eq(1)]
+                with m.If(mem.req.ready):
+                    with m.If((ev["kind"] == EventKind.Replace) & ~phase2):
+                        m.d.sync += phase2.eq(1)
+                        m.next = "READ"
+                    with m.Else():
+                        m.next = "EMIT"
+
+            with m.State("EMIT"):
+                with m.If(op.reduce | op.add | op.invalidate):
+                    with m.If(~o.valid | o.ready):
+                        m.d.sync += [o.valid.eq(1), o.p.eq(op)]
+                        count("ops")
+                        m.next = "IDLE"
+                with m.Else():
+                    m.next = "IDLE"
+        return m
+
+    def _occupancy(self, m, delta):
+        m.d.sync += self.occupancy.eq(self.occupancy + delta)
+
+
+class OrderTableUnit(wiring.Component):
+    """:class:`OrderTable` with its block RAM (same parameters and members, less ``mem``)."""
+
+    def __init__(self, **params):
+        self._table = OrderTable(**params)
+        members = {name: value for name, value in self._table.signature.members.items()
+                   if name != "mem"}
+        super().__init__(members)
+
+    @property
+    def table(self):
+        return self._table
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.table = table = self._table
+        m.submodules.memory = memory = BlockRamOrderMemory(addr_width=table.bucket_bits,
+                                                           ways=table.ways)
+        wiring.connect(m, table.mem, memory.bus)
+        wiring.connect(m, wiring.flipped(self.i_stream), table.i_stream)
+        wiring.connect(m, table.o_stream, wiring.flipped(self.o_stream))
+        wiring.connect(m, wiring.flipped(self.subscribe), table.subscribe)
+        for name in ("occupancy",) + COUNTERS:
+            m.d.comb += getattr(self, name).eq(getattr(table, name))
+        return m
+
