@@ -11,6 +11,8 @@ import time
 # name -> module under bench/ exposing run() -> list[Row]
 BENCHES = {
     "models": "bench.models",
+    "risk": "bench.risk",
+    "capture": "bench.capture",
 }
 
 

@@ -9,7 +9,7 @@ small memory holds each side's best (price, shares) so the other side's BBO need
 
 Cycle cost per :class:`~tickpath.protocol.bookfeed.BookOp`: accept, pass, finish = 3 cycles
 (4 when it both reduces and adds, as a replace does); its update is valid 3 (4) cycles after the
-op was taken. A row is ``levels x 80 + 16`` bits wide: 512 rows of 16 levels (256 symbols) is
+op was taken. A row is ``levels x 80 + 32`` bits wide: 512 rows of 16 levels (256 symbols) is
 about 0.66 Mbit.
 
 Too many levels: inserting a new price into a full side (``levels`` held) drops the worst level
@@ -46,7 +46,8 @@ Best = data.StructLayout({"price": 32, "shares": 32})
 
 
 def row_layout(levels):
-    return data.StructLayout({"count": 16, "levels": data.ArrayLayout(Level, levels)})
+    return data.StructLayout({"count": 16, "stock_locate": 16,
+                              "levels": data.ArrayLayout(Level, levels)})
 
 
 class Book(wiring.Component):
@@ -237,6 +238,8 @@ class Book(wiring.Component):
                     original.eq(row_rp.data.levels.as_value()[:N * Level.size]),
                     other.eq(best_rp.data),
                     row.eq(Mux(op.reduce | op.add, row_out, row_rp.data)),
+                    row.stock_locate.eq(Mux(is_query, row_rp.data.stock_locate,
+                                            op.stock_locate)),
                     overflow.eq((op.reduce | op.add) & pass_overflow),
                     missing.eq((op.reduce | op.add) & pass_missing),
                 ]
@@ -279,7 +282,7 @@ class Book(wiring.Component):
         best = row.levels[0]
         m.d.sync += [
             o.valid.eq(1),
-            p.kind.eq(op.kind), p.slot.eq(op.slot), p.stock_locate.eq(op.stock_locate),
+            p.kind.eq(op.kind), p.slot.eq(op.slot), p.stock_locate.eq(row.stock_locate),
             p.side.eq(op.side), p.invalid.eq(invalid), p.levels.eq(row.count),
             p.bid_price.eq(Mux(op.side, other.price, best.price)),
             p.bid_shares.eq(Mux(op.side, other.shares, best.shares)),

@@ -226,7 +226,6 @@ class MoldSequencer(wiring.Component):
                 with m.Case(_State.Trail):
                     with m.If(beat.last):
                         m.d.comb += malformed_end.eq(1)
-                    m.d.sync += count_hi.eq(count_hi)      # (nothing to keep; stay here)
 
             with m.If(beat.last):
                 bump("packets")

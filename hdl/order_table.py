@@ -163,9 +163,9 @@ class OrderTable(wiring.Component):
         ways = self._ways
         i, o, mem = self.i_stream, self.o_stream, self.mem
 
-        init = [0] * (1 << self._locate_bits)
+        init = [None] * (1 << self._locate_bits)
         for locate, slot in self._subscriptions.items():
-            init[locate] = SubscriptionEntry.const({"enable": 1, "slot": slot}).as_value().value
+            init[locate] = {"enable": 1, "slot": slot}
         m.submodules.subs = subs = Memory(shape=SubscriptionEntry,
                                           depth=1 << self._locate_bits, init=init)
         sub_wp = subs.write_port()
