@@ -12,7 +12,9 @@ import time
 BENCHES = {
     "models": "bench.models",
     "risk": "bench.risk",
+    "audit": "bench.audit",
     "capture": "bench.capture",
+    "feed": "bench.feed",
 }
 
 

@@ -156,6 +156,7 @@ class MoldSequencer(wiring.Component):
 
         # --- output register ----------------------------------------------------------------
         emit_now = Signal()
+        m.d.comb += emit_now.eq((state == _State.Data) & emit)     # not in a Switch: see NetRx
         with m.If(take & emit_now):
             m.d.sync += [
                 out.valid.eq(1),
@@ -215,7 +216,6 @@ class MoldSequencer(wiring.Component):
                         with m.If(beat.last):
                             m.d.comb += malformed_end.eq(1)
                 with m.Case(_State.Data):
-                    m.d.comb += emit_now.eq(emit)
                     m.d.sync += blen.eq(blen - 1)
                     with m.If(blen == 1):
                         with m.If(emit):

@@ -79,8 +79,9 @@ class NetRx(wiring.Component):
     o_stream : ``Out(stream.Signature(UdpBeat))``
         Accepted UDP payloads: ``group`` (matching filter index), ``port`` and ``ingress``
         (``cycle`` when the frame's last byte was taken).
-    filter_write : ``In(stream.Signature(FilterWrite, always_ready=True))``
-        Register write port of the filter table (an index beyond ``filters`` is ignored).
+    filter_write : ``In(stream.Signature(FilterWrite))``
+        Register write port of the filter table, always ready (an index beyond ``filters``
+        is ignored).
     cycle : ``Out(TIMESTAMP_WIDTH)``
         Free-running cycle counter (0 after reset), the time base of ``ingress``.
     frames, accepted, bad_fcs, bad_ip_checksum, filtered, malformed, fragments, overflow :
@@ -104,7 +105,7 @@ class NetRx(wiring.Component):
         members = {
             "i_stream":     In(stream.Signature(FrameBeat)),
             "o_stream":     Out(stream.Signature(UdpBeat)),
-            "filter_write": In(stream.Signature(FilterWrite, always_ready=True)),
+            "filter_write": In(stream.Signature(FilterWrite)),
             "cycle":        Out(TIMESTAMP_WIDTH),
         }
         members.update({name: Out(counter_width) for name in RX_COUNTERS})
@@ -140,6 +141,7 @@ class NetRx(wiring.Component):
         f_port   = Array(Signal(16, name=f"filter{i}_port") for i in range(n))
         f_enable = Array(Signal(name=f"filter{i}_enable") for i in range(n))
         fw = self.filter_write
+        m.d.comb += fw.ready.eq(1)
         with m.If(fw.valid & (fw.p.index < n)):
             m.d.sync += [
                 f_group[fw.p.index].eq(fw.p.group),
@@ -171,6 +173,12 @@ class NetRx(wiring.Component):
         write      = Signal()             # this byte is a payload byte
         write_last = Signal()
         m.d.comb += next_state.eq(state)
+        # Plain assignments, outside any Switch: Icarus does not evaluate a combinational block
+        # at time 0 when nothing it reads changes, and `write` would stay X until it did.
+        m.d.comb += [
+            write.eq(state == _State.Pay),
+            write_last.eq((state == _State.Pay) & (remaining == 1)),
+        ]
 
         def drop(why):
             m.d.comb += [drop_now.eq(1), reason_now.eq(why), next_state.eq(_State.Drop)]
@@ -258,7 +266,6 @@ class NetRx(wiring.Component):
                             with m.If(hits[i]):
                                 m.d.sync += match_idx.eq(i)
             with m.Case(_State.Pay):
-                m.d.comb += [write.eq(1), write_last.eq(remaining == 1)]
                 m.d.sync += remaining.eq(remaining - 1)
                 with m.If(remaining == 1):
                     m.d.comb += next_state.eq(_State.Pad)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "risk": ("risk", "Check or show a risk configuration (TOML)."),
     "kill": ("kill", "Kill switch: block new orders and cancel resting ones."),
     "unkill": ("kill", "Release the kill switch."),
+    "audit": ("audit", "Verify, replay, tail and export the audit journal."),
     "demo": ("demo", "Decode and book the sample feed through the model and the gateware."),
 }
 

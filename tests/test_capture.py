@@ -288,6 +288,33 @@ def test_xdp_on_veth_frames_byte_identical(veth, xdp_ok, mode):
 
 
 @needs_root
+def test_xdp_raw_frames_count_other_traffic_as_filtered(veth, xdp_ok):
+    """poll_frames hands out only the group's frames: noise, ARP and a fragment are filtered."""
+    from tickpath.host.capture.xdp import XdpCapture
+    g = group(16)
+    mine, noise = veth_frames(veth, g, 200)
+    arp = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x06" + bytes(28)
+    frag = bytearray(mine[1])
+    frag[14 + 6] |= 0x20                                             # more fragments
+    extra = noise + [arp, bytes(frag)]
+    tx = raw_sender(veth)
+    with tx, veth.rx.run(XdpCapture, veth.rx_if, [g], mode="drv") as cap:
+        for f in mine:
+            tx.send(f)
+            for x in extra:
+                tx.send(x)
+        got = []
+        deadline = time.monotonic_ns() + 3_000_000_000
+        while len(got) < 200 and time.monotonic_ns() < deadline:
+            got += cap.poll_frames(100_000_000)
+        assert cap.poll_frames(20_000_000) == []
+        st = cap.stats()
+    assert [f for _ts, f in got] == mine
+    assert (st.received, st.dropped) == (200, 0)
+    assert st.filtered >= len(extra) * 200                            # counted, not received
+
+
+@needs_root
 def test_xdp_drops_are_reported(veth, xdp_ok):
     from tickpath.host.capture.xdp import XdpCapture
     g = group(13)

@@ -21,7 +21,9 @@ from tickpath.host.gateway.ouch import OuchServer, OuchUser
 from tickpath.model.matching import MatchingModel
 from tickpath.protocol import ouch42 as ouch
 from tickpath.protocol import soupbintcp as soup
-from tickpath.protocol.records import Action, CancelReason, EventKind, RejectReason, Side
+from tickpath.protocol.records import Action, CancelReason, EventKind, RejectReason
+
+N_ACTIONS = 150
 
 
 class RecordingSink(EngineSink):
@@ -64,10 +66,9 @@ def test_random_flow_both_gateways(seed):
             assert isinstance(acc, soup.LoginAccepted)
         sent = {"in_D": 0, "in_F": 0, "in_G": 0, "in_O": 0, "in_X": 0, "in_U": 0}
         mine: dict[str, list[str]] = {n: [] for n in (*fix, *och)}      # tokens / ClOrdIDs
-        cum: dict[str, int] = {}
         sides: dict[str, str] = {}
         n_tok = 0
-        for _ in range(150):
+        for _ in range(N_ACTIONS):
             who = rng.choice(list(mine))
             n_tok += 1
             tok = f"{who}T{n_tok}"
@@ -86,19 +87,23 @@ def test_random_flow_both_gateways(seed):
                                         min_qty=qty if ioc and rng.random() < 0.3 else 0))
                     key = "in_O"
                 sides[tok] = side
-                cum[tok] = 0
                 mine[who].append(tok)
             else:
-                old = rng.choice(mine[who])
+                if who in fix:      # FIX: only live orders (a done one is refused locally)
+                    live = [x.client_id for x in hub.live_orders(session=f"fix:{who}")]
+                    if not live:
+                        continue
+                    old = rng.choice(sorted(live))
+                else:
+                    old = rng.choice(mine[who])
                 if r < 0.8:
                     if who in fix:
                         fix[who].send("F", [(41, old), (11, tok), (55, "AAPL"),
                                             (54, "1" if sides[old] == "B" else "2"),
                                             (60, utc_timestamp())])
                         key = "in_F"
-                        mine[who].remove(old)
                         mine[who].append(tok)
-                        sides[tok], cum[tok] = sides[old], cum[old]
+                        sides[tok] = sides[old]
                     else:
                         och[who].ouch(ouch.CancelOrder(old, rng.choice([0, 0, 50])))
                         key = "in_X"
@@ -111,7 +116,6 @@ def test_random_flow_both_gateways(seed):
                                             (60, utc_timestamp()), (40, "2"), (38, total),
                                             (44, ticks_to_price(price))])
                         key = "in_G"
-                        mine[who].remove(old)
                     else:
                         och[who].ouch(ouch.ReplaceOrder(old, tok, new_open, price, 99998, "Y",
                                                         "N", 0))
@@ -243,8 +247,14 @@ def test_random_flow_both_gateways(seed):
             c.close()
         await fix_acc.close()
         await srv.close()
-        del Side
-    asyncio.run(asyncio.wait_for(main(), 80))
+
+    async def guarded():
+        try:
+            await main()
+        finally:
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+    asyncio.run(asyncio.wait_for(guarded(), 80))
 
 
 def _fix_cum(sink, acc, cl: str) -> int:

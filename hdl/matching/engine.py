@@ -165,6 +165,22 @@ class MatchingEngine(wiring.Component):
         lv_price = Array(Signal(32, name=f"lv_price_{i}") for i in range(G * L))
         lv_head = Array(Signal(SW, name=f"lv_head_{i}") for i in range(G * L))
         lv_tail = Array(Signal(SW, name=f"lv_tail_{i}") for i in range(G * L))
+        # one level write per cycle, decoded once (keeps each register's logic small)
+        lw_index = Signal(range(G * L))
+        lw_valid_en, lw_valid = Signal(), Signal()
+        lw_price_en, lw_head_en, lw_tail_en = Signal(), Signal(), Signal()
+        lw_price, lw_head, lw_tail = Signal(32), Signal(SW), Signal(SW)
+        lw_clear = Signal()                         # end of day: every entry invalid
+        for k in range(G * L):
+            hit = lw_index == k
+            with m.If(lw_clear | (lw_valid_en & hit)):
+                m.d.sync += lv_valid[k].eq(lw_valid & ~lw_clear)
+            with m.If(lw_price_en & hit):
+                m.d.sync += lv_price[k].eq(lw_price)
+            with m.If(lw_head_en & hit):
+                m.d.sync += lv_head[k].eq(lw_head)
+            with m.If(lw_tail_en & hit):
+                m.d.sync += lv_tail[k].eq(lw_tail)
 
         # --- action registers -------------------------------------------------------------
         a = Signal(OrderRecord)                     # the action as received
@@ -221,44 +237,49 @@ class MatchingEngine(wiring.Component):
         def event(kind, *, side, order_id, symbol, shares=0, price=0, reason=0, contra=0,
                   match=0):
             m.d.comb += [
-                emit.eq(1), ev.kind.eq(kind), ev.side.eq(side), ev.reason.eq(reason),
+                emit.eq(1), ev.eq(0), ev.kind.eq(kind), ev.side.eq(side), ev.reason.eq(reason),
                 ev.order_id.eq(order_id), ev.contra_id.eq(contra), ev.symbol.eq(symbol),
                 ev.shares.eq(shares), ev.price.eq(price), ev.match_number.eq(match),
             ]
 
         # --- combinational searches over the levels of the book being worked -------------
-        def side_entries(side):
+        def side_entries(side, name):
             out = []
+            group = Signal(range(G), name=f"{name}_group")
+            m.d.comb += group.eq(Cat(side, cur_sym))
             for i in range(L):
                 index = [g * L + i for g in range(G)]
-                group = Cat(side, cur_sym)
-                out.append((Array(lv_valid[k] for k in index)[group],
-                            Array(lv_price[k] for k in index)[group],
-                            Array(lv_head[k] for k in index)[group],
-                            Array(lv_tail[k] for k in index)[group]))
+                entry = (Signal(name=f"{name}_valid_{i}"), Signal(32, name=f"{name}_price_{i}"),
+                         Signal(SW, name=f"{name}_head_{i}"), Signal(SW, name=f"{name}_tail_{i}"))
+                m.d.comb += [
+                    entry[0].eq(Array(lv_valid[k] for k in index)[group]),
+                    entry[1].eq(Array(lv_price[k] for k in index)[group]),
+                    entry[2].eq(Array(lv_head[k] for k in index)[group]),
+                    entry[3].eq(Array(lv_tail[k] for k in index)[group]),
+                ]
+                out.append(entry)
             return out
 
-        own = side_entries(cur_side)
-        contra = side_entries(~cur_side)
+        own = side_entries(cur_side, "own")
+        contra = side_entries(~cur_side, "contra")
 
         def acceptable(price):               # a contra price the aggressor may trade at
             return market | Mux(cur_side == Side.Buy, price <= limit, price >= limit)
 
-        best_valid = Signal()
-        best_price = Signal(32)
-        best_head = Signal(SW)
-        best_entry = Signal(LW)
-        chain_valid, chain_price, chain_head, chain_entry = Const(0, 1), Const(0, 32), \
-            Const(0, SW), Const(0, LW)
+        # best contra entry: a chain of registers-free stages, each a named signal (no tree)
+        chain = (Const(0, 1), Const(0, 32), Const(0, SW), Const(0, LW))
         for i, (valid, price, head, _) in enumerate(contra):
-            better = Mux(cur_side == Side.Buy, price < chain_price, price > chain_price)
-            take = valid & (~chain_valid | better)
-            chain_valid = Mux(take, 1, chain_valid)
-            chain_price = Mux(take, price, chain_price)
-            chain_head = Mux(take, head, chain_head)
-            chain_entry = Mux(take, i, chain_entry)
-        m.d.comb += [best_valid.eq(chain_valid), best_price.eq(chain_price),
-                     best_head.eq(chain_head), best_entry.eq(chain_entry)]
+            better = Mux(cur_side == Side.Buy, price < chain[1], price > chain[1])
+            take = Signal(name=f"best_take_{i}")
+            m.d.comb += take.eq(valid & (~chain[0] | better))
+            stage = (Signal(name=f"best_valid_{i}"), Signal(32, name=f"best_price_{i}"),
+                     Signal(SW, name=f"best_head_{i}"), Signal(LW, name=f"best_entry_{i}"))
+            m.d.comb += [stage[0].eq(take | chain[0]),
+                         stage[1].eq(Mux(take, price, chain[1])),
+                         stage[2].eq(Mux(take, head, chain[2])),
+                         stage[3].eq(Mux(take, i, chain[3]))]
+            chain = stage
+        best_valid, best_price, best_head, _ = chain
 
         own_hit = Signal()
         own_hit_entry = Signal(LW)
@@ -270,10 +291,13 @@ class MatchingEngine(wiring.Component):
             with m.If(~valid):
                 m.d.comb += [own_free.eq(1), own_free_entry.eq(i)]
 
-        ps_valid = Array(e[0] for e in contra)[ps_l[:LW] if L > 1 else 0]
-        ps_price = Array(e[1] for e in contra)[ps_l[:LW] if L > 1 else 0]
-        ps_head = Array(e[2] for e in contra)[ps_l[:LW] if L > 1 else 0]
-        ps_tail = Array(e[3] for e in contra)[ps_l[:LW] if L > 1 else 0]
+        ps_index = ps_l[:LW] if L > 1 else 0
+        ps_valid, ps_price = Signal(), Signal(32)
+        ps_head, ps_tail = Signal(SW), Signal(SW)
+        m.d.comb += [ps_valid.eq(Array(e[0] for e in contra)[ps_index]),
+                     ps_price.eq(Array(e[1] for e in contra)[ps_index]),
+                     ps_head.eq(Array(e[2] for e in contra)[ps_index]),
+                     ps_tail.eq(Array(e[3] for e in contra)[ps_index])]
 
         # --- helpers ------------------------------------------------------------------------
         def bad_shares(shares):
@@ -292,12 +316,13 @@ class MatchingEngine(wiring.Component):
             index = Cat(rec.level[:LW] if L > 1 else Const(0, 0), rec.side, rec.symbol[:YW])
             is_head = lv_head[index] == slot
             is_tail = lv_tail[index] == slot
+            m.d.comb += lw_index.eq(index)
             with m.If(is_head & is_tail):
-                m.d.sync += lv_valid[index].eq(0)
+                m.d.comb += [lw_valid_en.eq(1), lw_valid.eq(0)]
             with m.Elif(is_head):
-                m.d.sync += lv_head[index].eq(qn)
+                m.d.comb += [lw_head_en.eq(1), lw_head.eq(qn)]
             with m.Elif(is_tail):
-                m.d.sync += lv_tail[index].eq(qp)
+                m.d.comb += [lw_tail_en.eq(1), lw_tail.eq(qp)]
             with m.Else():
                 m.d.comb += [wr_qn.addr.eq(qp), wr_qn.data.eq(qn), wr_qn.en.eq(1),
                              wr_qp.addr.eq(qn), wr_qp.data.eq(qp), wr_qp.en.eq(1)]
@@ -326,7 +351,6 @@ class MatchingEngine(wiring.Component):
             event(EventKind.Rejected, side=a.side, order_id=a.order_id, symbol=a.symbol,
                   shares=a.shares, price=a.price, reason=reason)
 
-        m.d.comb += self.busy.eq(1)
         m.d.comb += ra.eq(self.peek_addr[:SW])
         m.d.comb += [self.peek_slot.eq(rd_slot.data), self.peek_open.eq(rd_open.data),
                      self.peek_qnext.eq(rd_qn.data)]
@@ -337,10 +361,9 @@ class MatchingEngine(wiring.Component):
                      self.peek_level.tail.eq(lv_tail[peek_index])]
 
         # --- the action FSM -----------------------------------------------------------------
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += [self.busy.eq(0), self.i_stream.ready.eq(1),
-                             ta.eq(self.i_stream.payload.order_id)]
+                m.d.comb += ta.eq(self.i_stream.payload.order_id)
                 with m.If(self.i_stream.valid):
                     p = self.i_stream.payload
                     m.d.sync += [
@@ -508,10 +531,12 @@ class MatchingEngine(wiring.Component):
                                  wr_qp.en.eq(1),
                                  wr_qn.addr.eq(lv_tail[index]), wr_qn.data.eq(slot),
                                  wr_qn.en.eq(1)]
-                    m.d.sync += lv_tail[index].eq(slot)
+                    m.d.comb += [lw_index.eq(index), lw_tail_en.eq(1), lw_tail.eq(slot)]
                 with m.Else():
-                    m.d.sync += [lv_valid[index].eq(1), lv_price[index].eq(limit),
-                                 lv_head[index].eq(slot), lv_tail[index].eq(slot)]
+                    m.d.comb += [lw_index.eq(index), lw_valid_en.eq(1), lw_valid.eq(1),
+                                 lw_price_en.eq(1), lw_price.eq(limit),
+                                 lw_head_en.eq(1), lw_head.eq(slot),
+                                 lw_tail_en.eq(1), lw_tail.eq(slot)]
                 with m.If(age_any):
                     m.d.comb += [wr_ap.addr.eq(slot), wr_ap.data.eq(age_tail), wr_ap.en.eq(1),
                                  wr_an.addr.eq(age_tail), wr_an.data.eq(slot), wr_an.en.eq(1)]
@@ -619,7 +644,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(can_emit):
                     event(EventKind.Closed, side=Side.Buy, order_id=0, symbol=0)
                     m.d.sync += [closed.eq(1), age_any.eq(0)]
-                    m.d.sync += [v.eq(0) for v in lv_valid]
+                    m.d.comb += lw_clear.eq(1)
                     m.next = "DONE"
 
             with m.State("DONE"):
@@ -627,4 +652,8 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += finish.eq(1)
                     m.next = "IDLE"
 
+        # outside the FSM so that they are continuous assignments (Icarus evaluates an
+        # `always @*` only on an input change: an FSM-driven ready is X until the first one)
+        m.d.comb += [self.i_stream.ready.eq(fsm.ongoing("IDLE")),
+                     self.busy.eq(~fsm.ongoing("IDLE"))]
         return m

@@ -106,9 +106,9 @@ def scan(buf, genesis: bytes, checkpoints: Iterable[Checkpoint] = (), *,
             later = _valid_record_after(buf, pos, size)
             if later is None and cp_i < len(pending):
                 cp = pending[-1]
-                message += (f" at the end of the journal, but checkpoint line {cp.line_number} "
-                            f"records {cp.count} records ending at byte offset {cp.offset}: "
-                            "the journal was truncated or damaged")
+                message += (f" (the journal's last bytes, not a torn tail: checkpoint line "
+                            f"{cp.line_number} records {cp.count} records ending at byte offset "
+                            f"{cp.offset}; the journal was truncated or damaged)")
             elif later is None:
                 torn = True
                 message += (f" at the end of the journal (torn tail: {size - pos} bytes; "

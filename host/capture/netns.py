@@ -89,6 +89,15 @@ class Netns:
     def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         return run_in_netns(self.name, fn, *args, **kwargs)
 
+    def quiet_ipv6(self) -> None:
+        """Turn IPv6 off for interfaces made afterwards, so a new link sends no neighbour
+        discovery or MLD frames of its own (they would show up in captures and drop counts).
+        Best effort: a kernel without IPv6 has nothing to turn off."""
+        subprocess.run(["ip", "netns", "exec", self.name, "sysctl", "-q", "-w",
+                        "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1"],
+                       capture_output=True, timeout=10)
+
     def close(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
 
@@ -121,6 +130,8 @@ class VethLab:
             self.tx.close()
             raise
         try:
+            for ns in (self.tx, self.rx):
+                ns.quiet_ipv6()
             self.tx.ip("link", "add", self.tx_if, "numrxqueues", str(rx_queues),
                        "numtxqueues", str(rx_queues), "type", "veth", "peer", "name",
                        self.rx_if, "netns", self.rx.name, "numrxqueues", str(rx_queues),

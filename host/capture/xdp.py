@@ -9,8 +9,12 @@ them. It is compiled at first use with the system C compiler (``cc``, needs Debi
 carries the hash of its source, and loaded with ctypes.
 
 libxdp attaches its default XDP program, which redirects *every* frame of the queue into the
-socket: the group/port filter is applied here (and counted as ``filtered``), so use AF_XDP on an
-interface (or queue) that carries the feed. Frames carry no kernel timestamp in copy mode; the
+socket: the group/port filter is applied here, to parsed datagrams and to raw frames alike
+(:meth:`~.base.Capture.poll_frames` checks the Ethernet/VLAN, IPv4 and UDP headers in place),
+and whatever does not match (ARP, IPv6 neighbour discovery, other groups) is counted as
+``filtered``, never as ``received``. Those frames never reach the kernel's own stack either, so
+use AF_XDP on an interface (or queue) that carries only the feed, and reach the re-request
+server through another one. Frames carry no kernel timestamp in copy mode; the
 capture timestamp is ``CLOCK_REALTIME`` read when a batch is taken off the RX ring.
 """
 
@@ -21,6 +25,8 @@ import hashlib
 import os
 import pathlib
 import shutil
+import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -96,6 +102,25 @@ def xdp_unavailable() -> str | None:
     return None
 
 
+def _frame_key(frame: bytes, want: set[bytes] | None) -> bool:
+    """Whether ``frame`` is an unfragmented IPv4/UDP frame (one 802.1Q/802.1ad tag allowed)
+    to one of ``want`` (destination address and port, 6 bytes; ``None``: any)."""
+    ip = 14
+    etype = frame[12:14]
+    if etype == b"\x81\x00" or etype == b"\x88\xa8":
+        etype = frame[16:18]
+        ip = 18
+    if etype != b"\x08\x00" or len(frame) < ip + 28:
+        return False
+    vihl = frame[ip]
+    if vihl >> 4 != 4 or frame[ip + 9] != 17 or (frame[ip + 6] & 0x3F) or frame[ip + 7]:
+        return False                      # not IPv4/UDP, or a fragment (MF or an offset)
+    udp = ip + (vihl & 0x0F) * 4
+    if len(frame) < udp + 8:
+        return False
+    return want is None or frame[ip + 16:ip + 20] + frame[udp + 2:udp + 4] in want
+
+
 class XdpCapture(Capture):
     """Capture the UDP datagrams of ``groups`` arriving on ``ifname`` queue ``queue`` via AF_XDP.
 
@@ -124,6 +149,8 @@ class XdpCapture(Capture):
             raise ValueError(f"frames must be a power of two, not {frames}")
         self._groups = None if groups is None else parse_groups(groups)
         self._want = None if self._groups is None else {(g.addr, g.port) for g in self._groups}
+        self._want_raw = None if self._groups is None else {
+            socket.inet_aton(g.addr) + struct.pack(">H", g.port) for g in self._groups}
         self._ifname, self._mode = ifname, mode
         self._lib = helper_library()
         err = ctypes.c_int(0)
@@ -167,10 +194,15 @@ class XdpCapture(Capture):
         return out
 
     def _read_frames(self, max_count: int) -> list[tuple[int, bytes]]:
-        # No kernel filter in front of AF_XDP: raw frames are every frame of the queue.
-        out = self._take(max_count)
-        self._stats.received += len(out)
-        self._stats.bytes += sum(len(f) for _, f in out)
+        # No kernel filter in front of AF_XDP (every frame of the queue arrives): keep only
+        # the groups' unfragmented IPv4/UDP frames, count the rest as filtered.
+        got = self._take(max_count)
+        st = self._stats
+        want = self._want_raw
+        out = [tf for tf in got if _frame_key(tf[1], want)]
+        st.filtered += len(got) - len(out)
+        st.received += len(out)
+        st.bytes += sum(len(f) for _, f in out)
         return out
 
     def _take(self, max_count: int) -> list[tuple[int, bytes]]:

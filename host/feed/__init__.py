@@ -12,7 +12,13 @@ from .publisher import (
     ServerStats,
     multicast_sender,
 )
-from .relay import LossyRelay, RelayStats, multicast_receiver
+from .relay import (
+    LossyRelay,
+    RelayStats,
+    RerequestRelay,
+    RerequestRelayStats,
+    multicast_receiver,
+)
 from .session import MoldSession, SessionConfig, SessionStats
 
 __all__ = [
@@ -20,5 +26,5 @@ __all__ = [
     "Publisher", "PublisherConfig", "PublisherStats", "RerequestServer", "RetransmissionStore",
     "ServerStats", "multicast_sender",
     "Listener", "ListenResult", "RerequestClient", "BinaryFileSink", "RETRANSMISSION",
-    "LossyRelay", "RelayStats", "multicast_receiver",
+    "LossyRelay", "RelayStats", "RerequestRelay", "RerequestRelayStats", "multicast_receiver",
 ]

@@ -5,10 +5,15 @@ Ref: NASDAQ MoldUDP64 Protocol Specification 1.00 (layout in ``docs/PROTOCOLS.md
 :class:`RetransmissionStore` keeps the last ``capacity`` messages sent; :class:`RerequestServer`
 answers a re-request with one ordinary downstream packet (clamped to what fits the MTU) and
 counts the bad ones; both are pure logic. :class:`Publisher` drives the sockets: it packs ITCH
-messages into packets up to the MTU (``tickpath.protocol.moldudp64.Packer``), sends them to a
-multicast group with pacing (a token bucket of messages per second and a burst), heartbeats
+messages into packets up to the MTU (``moldudp64.pack_messages``), sends them to a multicast
+group with pacing (a token bucket of messages per second and a burst), heartbeats
 when idle, sends end of session at the end (repeated), and answers re-requests unicast to the
 requester's address until its linger time is over.
+
+Sending is batched: the packets of one pacing step go out in ``sendmmsg`` calls (through
+ctypes, :class:`BatchSender`) of up to ``send_batch`` packets, one system call each; the pacing
+itself (messages per second, ``burst`` messages per step) is unchanged. ``send_batch=1`` sends
+each packet with its own ``sendto``.
 
 Multicast is pinned to an interface, 127.0.0.1 unless told otherwise (the machine's default
 route leads off it), and with loopback the TTL is 0 so nothing can leave the host.
@@ -16,22 +21,123 @@ route leads off it), and with loopback the TTL is 0 so nothing can leave the hos
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import ipaddress
 import select
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 from tickpath.protocol import moldudp64
-from tickpath.protocol.moldudp64 import HEADER_LENGTH, MAX_PAYLOAD, MoldError, Packer, Rerequest
+from tickpath.protocol.moldudp64 import (
+    HEADER_LENGTH,
+    MAX_PAYLOAD,
+    MoldError,
+    Rerequest,
+    pack_messages,
+)
 
 __all__ = [
     "RetransmissionStore", "RerequestServer", "ServerStats", "Publisher", "PublisherConfig",
-    "PublisherStats", "multicast_sender",
+    "PublisherStats", "multicast_sender", "BatchSender",
 ]
 
 _S = 1_000_000_000
+_MMSGHDR = 64                # struct mmsghdr on LP64: msghdr (56) + msg_len, padded
+_IOVEC = 16
+_MSGHDR = struct.Struct("<QI4xQQQQi4x")    # name, namelen, iov, iovlen, control, controllen,
+_IOV = struct.Struct("<QQ")                # flags
+_libc = ctypes.CDLL(None, use_errno=True)
+_sendmmsg = _libc.sendmmsg
+_sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+_sendmmsg.restype = ctypes.c_int
+
+
+class BatchSender:
+    """Sends lists of datagrams on a *connected* UDP socket with ``sendmmsg(2)``.
+
+    Packets are copied into one preallocated arena (``arena`` bytes) and described by
+    preallocated ``mmsghdr``/``iovec`` arrays, so a call costs one system call per ``batch``
+    datagrams. A datagram the kernel refuses (``ENOBUFS``, ``ECONNREFUSED`` …) is counted in
+    :attr:`errors` and skipped, like a failed ``sendto``.
+    """
+
+    def __init__(self, sock: socket.socket, batch: int = 64, arena: int = 1 << 20):
+        if struct.calcsize("P") != 8:       # pragma: no cover - LP64 layouts only
+            raise OSError("BatchSender needs a 64-bit Linux")
+        if not 1 <= batch <= 1024:
+            raise ValueError(f"batch must be in 1..1024, not {batch}")
+        self._fd = sock.fileno()
+        self._sock = sock
+        self._batch = batch
+        self._hdrs = ctypes.create_string_buffer(_MMSGHDR * batch)
+        self._iovs = ctypes.create_string_buffer(_IOVEC * batch)
+        self._arena = ctypes.create_string_buffer(arena)
+        self._arena_size = arena
+        self._a_hdrs = ctypes.addressof(self._hdrs)
+        self._a_iovs = ctypes.addressof(self._iovs)
+        self._a_arena = ctypes.addressof(self._arena)
+        for i in range(batch):
+            _MSGHDR.pack_into(self._hdrs, i * _MMSGHDR, 0, 0, self._a_iovs + i * _IOVEC, 1,
+                              0, 0, 0)
+        self.errors = 0
+        self.calls = 0
+
+    def send(self, packets: list[bytes]) -> tuple[int, int]:
+        """Send ``packets`` in order; returns ``(datagrams sent, bytes sent)``."""
+        sent = nbytes = 0
+        i, total = 0, len(packets)
+        iovs, a_arena, cap = self._iovs, self._a_arena, self._arena_size
+        pack_iov = _IOV.pack_into
+        memmove = ctypes.memmove
+        while i < total:
+            k = off = 0
+            while i + k < total and k < self._batch:
+                p = packets[i + k]
+                n = len(p)
+                if off + n > cap:
+                    if k == 0:              # larger than the arena: send it on its own
+                        try:
+                            self._sock.send(p)
+                            sent += 1
+                            nbytes += n
+                        except OSError:
+                            self.errors += 1
+                        i += 1
+                        continue
+                    break
+                memmove(a_arena + off, p, n)
+                pack_iov(iovs, k * _IOVEC, a_arena + off, n)
+                off += n
+                k += 1
+            done = 0
+            while done < k:
+                r = _sendmmsg(self._fd, self._a_hdrs + done * _MMSGHDR, k - done, 0)
+                self.calls += 1
+                if r < 0:
+                    err = ctypes.get_errno()
+                    if err == errno.EINTR:
+                        continue
+                    if err in (errno.EAGAIN, errno.ENOBUFS):
+                        select.select([], [self._sock], [], 0.001)
+                        r = _sendmmsg(self._fd, self._a_hdrs + done * _MMSGHDR, k - done, 0)
+                        self.calls += 1
+                        if r > 0:
+                            sent += r
+                            nbytes += sum(len(packets[i + j]) for j in range(done, done + r))
+                            done += r
+                            continue
+                    self.errors += 1    # this datagram is refused: skip it
+                    done += 1
+                    continue
+                sent += r
+                nbytes += sum(len(packets[i + j]) for j in range(done, done + r))
+                done += r
+            i += k
+        return sent, nbytes
 
 
 class RetransmissionStore:
@@ -198,7 +304,8 @@ class PublisherConfig:
     """``rate``: messages per second (``None``: as fast as possible); ``burst``: messages one
     pacing step may send at once; ``heartbeat_ns``: idle time before a heartbeat;
     ``eos_repeats`` end-of-session packets ``eos_interval_ns`` apart, then one per
-    ``heartbeat_ns`` while lingering ``linger_ns`` to answer re-requests."""
+    ``heartbeat_ns`` while lingering ``linger_ns`` to answer re-requests; ``send_batch``:
+    most datagrams per ``sendmmsg`` call (1: one ``sendto`` each)."""
 
     session: str = "TICKPATH01"
     first_sequence: int = 1
@@ -210,6 +317,7 @@ class PublisherConfig:
     eos_interval_ns: int = 50_000_000
     linger_ns: int = 5 * _S
     store_capacity: int = 1 << 20
+    send_batch: int = 64
 
     def __post_init__(self):
         moldudp64.session_bytes(self.session)
@@ -219,6 +327,8 @@ class PublisherConfig:
             raise ValueError(f"burst must be at least 1, not {self.burst}")
         if not HEADER_LENGTH + 2 < self.max_payload <= 65507:
             raise ValueError(f"max_payload {self.max_payload} is out of range")
+        if not 1 <= self.send_batch <= 1024:
+            raise ValueError(f"send_batch must be in 1..1024, not {self.send_batch}")
         for name in ("heartbeat_ns", "eos_interval_ns", "linger_ns"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -259,10 +369,16 @@ class Publisher:
         self.store = RetransmissionStore(cfg.store_capacity, cfg.first_sequence)
         self.server = RerequestServer(cfg.session, self.store, cfg.max_payload)
         self.stats = PublisherStats()
-        self._packer = Packer(cfg.session, cfg.first_sequence, max_payload=cfg.max_payload)
+        self._session_raw = moldudp64.session_bytes(cfg.session)
+        self._next_seq = cfg.first_sequence
         self._tx = multicast_sender(interface, ttl)
         self._rr: socket.socket | None = None
+        self._batcher: BatchSender | None = None
         try:
+            if cfg.send_batch > 1:
+                # Connected to the group: sendmmsg needs no address per datagram.
+                self._tx.connect(self._group)
+                self._batcher = BatchSender(self._tx, cfg.send_batch)
             if rerequest_bind is not None:
                 self._rr = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 self._rr.bind(_parse_addr(rerequest_bind))
@@ -283,7 +399,7 @@ class Publisher:
 
     @property
     def next_sequence(self) -> int:
-        return self._packer.next_sequence
+        return self._next_seq
 
     def close(self) -> None:
         self._tx.close()
@@ -299,7 +415,10 @@ class Publisher:
     # -- sending -----------------------------------------------------------------------------
     def _send(self, packet: bytes) -> None:
         try:
-            self._tx.sendto(packet, self._group)
+            if self._batcher is not None:
+                self._tx.send(packet)
+            else:
+                self._tx.sendto(packet, self._group)
         except OSError:
             self.stats.send_errors += 1
             return
@@ -309,23 +428,35 @@ class Publisher:
 
     def send_messages(self, messages: list[bytes]) -> None:
         """Pack and send ``messages`` now (the last packet is flushed, not held back)."""
+        cfg = self._config
+        packets = [p for _seq, p in pack_messages(self._session_raw, self._next_seq, messages,
+                                                  cfg.max_payload)]
         self.store.extend(messages)
-        packer = self._packer
-        send = self._send
-        for m in messages:
-            for _seq, packet in packer.add(m):
-                send(packet)
-        flushed = packer.flush()
-        if flushed is not None:
-            send(flushed[1])
+        self._next_seq += len(messages)
         self.stats.messages += len(messages)
+        self.send_packets(packets)
+
+    def send_packets(self, packets: list[bytes]) -> None:
+        """Send already packed datagrams (batched when ``send_batch`` > 1)."""
+        if self._batcher is None:
+            for p in packets:
+                self._send(p)
+            return
+        b = self._batcher
+        errors = b.errors
+        sent, nbytes = b.send(packets)
+        st = self.stats
+        st.packets += sent
+        st.bytes += nbytes
+        st.send_errors += b.errors - errors
+        self._last_send = self._clock()
 
     def heartbeat(self) -> None:
-        self._send(self._packer.heartbeat())
+        self._send(moldudp64.heartbeat(self._session_raw, self._next_seq))
         self.stats.heartbeats += 1
 
     def end_of_session(self) -> None:
-        self._send(self._packer.end_of_session())
+        self._send(moldudp64.end_of_session(self._session_raw, self._next_seq))
         self.stats.end_of_session += 1
 
     def serve(self, max_count: int = 256) -> int:

@@ -3,8 +3,13 @@
 Every datagram arriving on the source group is, by a seeded ``random.Random`` drawn in arrival
 order, dropped (``loss_ppm``), held back and released after the next ``reorder_depth``
 datagrams (``reorder_ppm``), and/or sent twice (``dup_ppm``), then sent to the destination
-group. Probabilities are integers in parts per million. Both groups are pinned to 127.0.0.1
-(TTL 0): nothing leaves the host. The run is bounded in time and in datagrams.
+group. Probabilities are integers in parts per million; ``drop_ranges`` drops given arrival
+indexes outright (a loss burst). Both groups are pinned to 127.0.0.1 (TTL 0): nothing leaves
+the host. The run is bounded in time and in datagrams.
+
+:class:`RerequestRelay` sits on the unicast re-request path instead: the listener sends its
+re-requests to the relay, the relay forwards them to the server and the answers back, dropping
+a seeded share of each direction (lost re-requests, lost retransmissions).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from collections.abc import Callable
 
 from .publisher import _set_buf, multicast_sender
 
-__all__ = ["LossyRelay", "RelayStats", "multicast_receiver"]
+__all__ = ["LossyRelay", "RelayStats", "RerequestRelay", "RerequestRelayStats",
+           "multicast_receiver"]
 
 _MS = 1_000_000
 
@@ -53,7 +59,8 @@ class RelayStats:
 class LossyRelay:
     def __init__(self, src: tuple[str, int], dst: tuple[str, int], *, seed: int = 0,
                  loss_ppm: int = 0, dup_ppm: int = 0, reorder_ppm: int = 0,
-                 reorder_depth: int = 3, interface: str = "127.0.0.1"):
+                 reorder_depth: int = 3, interface: str = "127.0.0.1",
+                 drop_ranges: tuple[tuple[int, int], ...] = ()):
         for name, v in (("loss_ppm", loss_ppm), ("dup_ppm", dup_ppm),
                         ("reorder_ppm", reorder_ppm)):
             if not 0 <= v <= 1_000_000:
@@ -62,6 +69,7 @@ class LossyRelay:
         self._rng = random.Random(seed)
         self._loss, self._dup, self._reorder = loss_ppm, dup_ppm, reorder_ppm
         self._depth = reorder_depth
+        self._drop_ranges = tuple((int(a), int(b)) for a, b in drop_ranges)  # [first, end)
         self.stats = RelayStats()
         self._rx = multicast_receiver(src, interface)
         try:
@@ -98,7 +106,8 @@ class LossyRelay:
                 h[0] -= 1
             while self._held and self._held[0][0] <= 0:
                 self._send(self._held.pop(0)[1])
-        if rng.randrange(1_000_000) < self._loss:
+        lost = rng.randrange(1_000_000) < self._loss
+        if lost or any(a <= index < b for a, b in self._drop_ranges):
             st.dropped += 1
             self.log.append((index, "drop"))
             return
@@ -144,4 +153,122 @@ class LossyRelay:
                 self.flush()
             select.select([rx], [], [], 0.005)
         self.flush()
+        return self.stats
+
+
+@dataclasses.dataclass
+class RerequestRelayStats:
+    requests: int = 0               # re-requests received from the listener
+    requests_dropped: int = 0
+    answers: int = 0                # answers received from the server
+    answers_dropped: int = 0
+
+
+class RerequestRelay:
+    """A unicast relay on the re-request path, losing some requests and some answers.
+
+    Listens on ``bind`` (``127.0.0.1``, port 0: pick one; see :attr:`address`); a datagram from
+    a client is forwarded to ``server`` from the relay's own socket (unless dropped, with
+    probability ``request_loss_ppm``); an answer from the server goes back to the client that
+    sent the last request (unless dropped, ``answer_loss_ppm``). Decisions come from a seeded
+    ``random.Random`` in arrival order. ``log`` records ``(monotonic ns, "req"|"ans",
+    datagram, dropped)`` for tests, bounded by ``max_log``.
+    """
+
+    def __init__(self, server: tuple[str, int], *, bind: tuple[str, int] = ("127.0.0.1", 0),
+                 seed: int = 0, request_loss_ppm: int = 0, answer_loss_ppm: int = 0,
+                 max_log: int = 100_000):
+        for name, v in (("request_loss_ppm", request_loss_ppm),
+                        ("answer_loss_ppm", answer_loss_ppm)):
+            if not 0 <= v <= 1_000_000:
+                raise ValueError(f"{name} must be in 0..1000000, not {v}")
+        self._server = server
+        self._rng = random.Random(seed)
+        self._req_loss, self._ans_loss = request_loss_ppm, answer_loss_ppm
+        self._max_log = max_log
+        self.stats = RerequestRelayStats()
+        self.log: list[tuple[int, str, bytes, bool]] = []
+        self._front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._front.bind(bind)
+            self._back.bind((bind[0], 0))
+            self._back.connect(server)
+            for s in (self._front, self._back):
+                s.setblocking(False)
+        except BaseException:
+            self.close()
+            raise
+        self._client: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._front.getsockname()
+
+    def close(self) -> None:
+        self._front.close()
+        self._back.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _note(self, kind: str, data: bytes, dropped: bool) -> None:
+        if len(self.log) < self._max_log:
+            self.log.append((time.monotonic_ns(), kind, data, dropped))
+
+    def pump(self) -> int:
+        """Move whatever is waiting, both ways; returns how many datagrams were read."""
+        st = self.stats
+        rng = self._rng
+        n = 0
+        while True:
+            try:
+                data, addr = self._front.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            n += 1
+            st.requests += 1
+            self._client = addr
+            drop = rng.randrange(1_000_000) < self._req_loss
+            self._note("req", data, drop)
+            if drop:
+                st.requests_dropped += 1
+                continue
+            try:
+                self._back.send(data)
+            except OSError:
+                pass
+        while True:
+            try:
+                data = self._back.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:                 # ICMP unreachable from an earlier send
+                continue
+            n += 1
+            st.answers += 1
+            drop = rng.randrange(1_000_000) < self._ans_loss
+            self._note("ans", data, drop)
+            if drop or self._client is None:
+                st.answers_dropped += 1
+                continue
+            try:
+                self._front.sendto(data, self._client)
+            except OSError:
+                pass
+        return n
+
+    def run(self, *, stop: Callable[[], bool], timeout_ns: int,
+            max_datagrams: int = 10_000_000) -> RerequestRelayStats:
+        """Relay until ``stop()``, ``timeout_ns`` or ``max_datagrams`` (bounded)."""
+        deadline = time.monotonic_ns() + timeout_ns
+        total = 0
+        while not stop() and total < max_datagrams and time.monotonic_ns() < deadline:
+            got = self.pump()
+            total += got
+            if not got:
+                select.select([self._front, self._back], [], [], 0.005)
         return self.stats

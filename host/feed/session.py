@@ -29,14 +29,16 @@ from collections.abc import Sequence
 
 from tickpath.protocol.moldudp64 import (
     END_OF_SESSION_COUNT,
+    HEADER,
+    HEADER_LENGTH,
     HEARTBEAT_COUNT,
     MAX_MESSAGES,
     MoldError,
     Rerequest,
-    decode_packet,
+    session_text,
 )
 
-__all__ = ["MoldSession", "SessionConfig", "SessionStats"]
+__all__ = ["MoldSession", "SessionConfig", "SessionStats", "split_packet"]
 
 _MS = 1_000_000
 _S = 1_000_000_000
@@ -66,11 +68,12 @@ class SessionConfig:
     max_buffered: int = 1 << 20
     recovery_timeout_ns: int | None = 30 * _S
     max_lost_ranges: int = 1_000
+    max_recovery_samples: int = 100_000
 
     def __post_init__(self):
         for name in ("gap_delay_ns", "request_timeout_ns", "max_request_timeout_ns",
                      "request_rate", "request_burst", "max_outstanding", "max_request_count",
-                     "max_buffered", "max_lost_ranges"):
+                     "max_buffered", "max_lost_ranges", "max_recovery_samples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, not {v!r}")
@@ -98,7 +101,10 @@ class SessionStats:
     rate or the outstanding bound. ``overflow_packets``/``overflow_messages``: early packets
     not buffered because ``max_buffered`` was reached (they are re-requested later).
     ``lost``: messages given up. ``malformed``: undecodable packets. ``foreign_packets``:
-    packets of another session while this one is unfinished.
+    packets of another session while this one is unfinished. ``recovered_gaps``: missing
+    ranges filled completely; ``recovery_ns_total``/``recovery_ns_max``: time from each one's
+    detection to its last message arriving (the first ``max_recovery_samples`` are also kept
+    in :attr:`MoldSession.recovery_samples`, for percentiles).
     """
 
     delivered: int = 0
@@ -124,6 +130,9 @@ class SessionStats:
     foreign_packets: int = 0
     session_changes: int = 0
     buffered_peak: int = 0
+    recovered_gaps: int = 0
+    recovery_ns_total: int = 0
+    recovery_ns_max: int = 0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,6 +183,8 @@ class MoldSession:
         self._credit_ns = self._interval_ns * config.request_burst
         self._credit_at: int | None = None
         self.lost_ranges: list[tuple[str, int, int]] = []
+        #: nanoseconds from detection to fill of each fully recovered range (bounded)
+        self.recovery_samples: list[int] = []
 
     def _reset(self, first_sequence: int | None) -> None:
         self._next = first_sequence               # next sequence to deliver (None: unknown)
@@ -238,27 +249,26 @@ class MoldSession:
         fp = st.feed_packets
         fp[feed] = fp.get(feed, 0) + 1
         try:
-            p = decode_packet(payload)
+            raw, sequence, count, msgs = split_packet(payload)
         except MoldError:
             st.malformed += 1
             return []
-        if p.session_raw != self._session_raw:
-            if not self._check_session(p.session, p.session_raw, p.sequence):
+        if raw != self._session_raw:
+            if not self._check_session(session_text(raw), raw, sequence):
                 st.foreign_packets += 1
                 return []
-        count = p.count
         if count == HEARTBEAT_COUNT or count == END_OF_SESSION_COUNT:
             if count == HEARTBEAT_COUNT:
                 st.heartbeats += 1
             else:
                 st.end_of_session += 1
-                if self._eos is None or p.sequence > self._eos:
-                    self._eos = p.sequence
+                if self._eos is None or sequence > self._eos:
+                    self._eos = sequence
             if self._next is None:
-                self._next = self._high = p.sequence
-            self._extend(p.sequence, now_ns)
+                self._next = self._high = sequence
+            self._extend(sequence, now_ns)
             return self._drain([]) if count == END_OF_SESSION_COUNT else []
-        return self._data(p.sequence, p.messages, now_ns, feed)
+        return self._data(sequence, msgs, now_ns, feed)
 
     def on_sequence_hint(self, next_sequence: int, now_ns: int) -> list[bytes]:
         """Messages up to ``next_sequence`` exist (a heartbeat, or a gap event from the feed
@@ -322,9 +332,9 @@ class MoldSession:
                 st.duplicate_messages += skip
                 out = list(msgs[skip:])
             else:
-                out = list(msgs)
+                out = msgs if type(msgs) is list else list(msgs)   # split_packet's own list
             if self._gaps and self._gaps[0].start < e:
-                st.recovered += self._fill(nxt, e)
+                st.recovered += self._fill(nxt, e, now_ns)
             if buf:
                 for q in range(nxt, e):
                     if buf.pop(q, None) is not None:
@@ -354,7 +364,7 @@ class MoldSession:
             for q in range(a, b):
                 buf[q] = msgs[q - s]
         if recovered:
-            st.recovered += self._fill(s, min(e, old_high))
+            st.recovered += self._fill(s, min(e, old_high), now_ns)
         st.duplicate_messages += n - wanted
         if len(buf) > st.buffered_peak:
             st.buffered_peak = len(buf)
@@ -375,10 +385,11 @@ class MoldSession:
             i += 1
         return out
 
-    def _fill(self, s: int, e: int) -> int:
+    def _fill(self, s: int, e: int, now_ns: int) -> int:
         """Remove ``[s, e)`` from the gaps; returns how many missing sequences it covered.
         A gap whose front was filled is asked for again at once (a partial answer)."""
         gaps = self._gaps
+        st = self.stats
         i = bisect.bisect_right(gaps, s, key=lambda g: g.end)
         filled = 0
         while i < len(gaps) and gaps[i].start < e:
@@ -387,6 +398,13 @@ class MoldSession:
             filled += b - a
             if a <= g.start and b >= g.end:
                 del gaps[i]
+                took = now_ns - g.found_ns
+                st.recovered_gaps += 1
+                st.recovery_ns_total += took
+                if took > st.recovery_ns_max:
+                    st.recovery_ns_max = took
+                if len(self.recovery_samples) < self._config.max_recovery_samples:
+                    self.recovery_samples.append(took)
                 continue
             if a <= g.start:
                 g.start = b                       # front filled: progress
@@ -513,3 +531,36 @@ class MoldSession:
                 t = min(t, g.found_ns + cfg.recovery_timeout_ns)
             best = t if best is None else min(best, t)
         return max(best, now_ns)
+
+
+_unpack_header = HEADER.unpack_from
+
+
+def split_packet(buf: bytes | bytearray | memoryview) -> tuple[bytes, int, int, list[bytes]]:
+    """``(raw session, sequence, count, messages)`` of a downstream packet: the same checks as
+    ``moldudp64.decode_packet`` (raises :class:`MoldError`), about twice as fast (no packet
+    object, no text session name, slices of ``bytes``); what the receive path calls."""
+    end = len(buf)
+    if end < HEADER_LENGTH:
+        raise MoldError(f"truncated MoldUDP64 header: {end} of {HEADER_LENGTH} bytes", 0)
+    raw, sequence, count = _unpack_header(buf, 0)
+    if count == END_OF_SESSION_COUNT or count == HEARTBEAT_COUNT:
+        if end != HEADER_LENGTH:
+            raise MoldError(f"{end - HEADER_LENGTH} bytes after a header of count {count}",
+                            HEADER_LENGTH)
+        return raw, sequence, count, []
+    if type(buf) is not bytes:
+        buf = bytes(buf)
+    msgs: list[bytes] = []
+    append = msgs.append
+    pos = HEADER_LENGTH
+    try:
+        for _ in range(count):
+            nxt = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+            append(buf[pos + 2:nxt])
+            pos = nxt
+    except IndexError:
+        raise MoldError(f"truncated block in a packet of {count} blocks", pos) from None
+    if pos != end:
+        raise MoldError(f"{count} blocks say {pos} bytes, the packet has {end}", min(pos, end))
+    return raw, sequence, count, msgs

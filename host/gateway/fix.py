@@ -596,7 +596,8 @@ class _Connection:
                     counters["logon_timeouts"] += 1
                     break
                 try:
-                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                    async with asyncio.timeout(timeout):
+                        data = await self.reader.read(65536)
                 except TimeoutError:
                     continue
                 if not data:
@@ -824,6 +825,7 @@ class FixAcceptor:
                                               for c in sessions}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._conns: set[_Connection] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen; returns the port."""
@@ -835,19 +837,21 @@ class FixAcceptor:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        conn = _Connection(self, reader, writer)
+        self._conns.add(conn)
         try:
-            await _Connection(self, reader, writer).run()
+            await conn.run()
         finally:
+            self._conns.discard(conn)
             if task is not None:
                 self._tasks.discard(task)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for session in self.sessions.values():
-            if session.conn is not None:
-                session.conn.closing = True
-                session.conn.writer.close()
+        for conn in list(self._conns):
+            conn.closing = True
+            conn.writer.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         if self._server is not None:

@@ -360,7 +360,8 @@ class _Connection:
         try:
             while not self.closing:
                 try:
-                    data = await asyncio.wait_for(self.reader.read(65536), 0.5)
+                    async with asyncio.timeout(0.5):
+                        data = await self.reader.read(65536)
                 except TimeoutError:
                     continue
                 if not data:
@@ -509,6 +510,7 @@ class OuchServer:
         self.streams: dict[str, _Stream] = {u.username: _Stream(self, u) for u in users}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._conns: set[_Connection] = set()
         for stream in self.streams.values():
             hub.add_broadcast(stream)
 
@@ -521,9 +523,12 @@ class OuchServer:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        conn = _Connection(self, reader, writer)
+        self._conns.add(conn)
         try:
-            await _Connection(self, reader, writer).run()
+            await conn.run()
         finally:
+            self._conns.discard(conn)
             if task is not None:
                 self._tasks.discard(task)
 
@@ -538,8 +543,8 @@ class OuchServer:
             self._server.close()
         for stream in self.streams.values():
             self.hub.remove_broadcast(stream)
-            if stream.conn is not None:
-                stream.conn._abort()
+        for conn in list(self._conns):
+            conn._abort()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         if self._server is not None:

@@ -33,10 +33,12 @@ class FeedBookModel:
         self.subscriptions: dict[int, int] = dict(subscriptions)
         self.levels = levels
         self.depth = depth
-        self.buckets: dict[int, dict[int, list[int]]] = {}   # ref -> [slot, locate, side, price, shares]
+        # bucket -> ref -> [slot, locate, side, price, shares]
+        self.buckets: dict[int, dict[int, list[int]]] = {}
         self.rows: dict[tuple[int, int], list[list[int]]] = {}
         self.row_locate: dict[tuple[int, int], int] = {}
         self.invalid: set[int] = set()
+        self.flagged_ever: set[int] = set()     # a cleared flag does not make a book right
         self.counters: Counter[str] = Counter()
         self.golden = BookBuilder()
         self.golden_checked = 0
@@ -196,11 +198,12 @@ class FeedBookModel:
         now = was or bool(op["invalidate"]) or bool(problems)
         if now:
             self.invalid.add(op["slot"])
+            self.flagged_ever.add(op["slot"])
         if row[:self.depth] == before and not (now and not was):
             return None
         c["book_updates"] += 1
         up = self._update(op["kind"], op["slot"], op["side"], now)
-        if not now:
+        if op["slot"] not in self.flagged_ever:
             self._check_golden(up)
         return up
 
@@ -237,7 +240,7 @@ class FeedBookModel:
         """Every unflagged subscribed symbol's full levels against the golden book."""
         problems = []
         for locate, slot in sorted(self.subscriptions.items()):
-            if slot in self.invalid:
+            if slot in self.flagged_ever:
                 continue
             for side in (0, 1):
                 want = [tuple(x) for x in self.golden.levels(locate, SELL if side else BUY)]
