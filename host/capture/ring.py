@@ -20,8 +20,6 @@ import socket
 import struct
 from collections.abc import Iterable
 
-from tickpath.protocol import pcap
-
 from . import bpf
 from .base import Capture, CaptureError, Datagram, Group, parse_groups
 
@@ -198,12 +196,46 @@ class RingCapture(Capture):
         self._sock.close()
 
 
+_UDP_PORTS = struct.Struct(">HHH")
+_ip_text: dict[bytes, str] = {}
+
+
+def _ip(raw: bytes) -> str:
+    text = _ip_text.get(raw)
+    if text is None:
+        if len(_ip_text) > 4096:
+            _ip_text.clear()
+        text = _ip_text[raw] = socket.inet_ntoa(raw)
+    return text
+
+
 def _datagram(ts: int, frame: bytes) -> Datagram | None:
-    """Parse a captured frame with the one Ethernet/IPv4/UDP definition (``None``: not one)."""
-    try:
-        u = pcap.parse_udp_frame(frame)
-    except pcap.PcapError:
+    """The UDP datagram of a captured Ethernet (one 802.1Q/802.1ad tag allowed) / IPv4 / UDP
+    frame, or ``None`` when it is not one (or a fragment, or inconsistent lengths).
+
+    Header fields are read in place and no checksum is computed (the kernel has checked what
+    it receives; ``pcap.parse_udp_frame`` is the full parser, for files): computing the UDP
+    checksum in Python cost about 60 us a frame, which capped both frame backends near
+    15k frames/s."""
+    ip = 14
+    etype = frame[12:14]
+    if etype == b"\x81\x00" or etype == b"\x88\xa8":
+        etype = frame[16:18]
+        ip = 18
+    n = len(frame)
+    if etype != b"\x08\x00" or n < ip + 28:
         return None
-    if u.fragment:
+    vihl = frame[ip]
+    ihl = (vihl & 0x0F) * 4
+    if vihl >> 4 != 4 or ihl < 20 or frame[ip + 9] != 17 \
+            or (frame[ip + 6] & 0x3F) or frame[ip + 7]:
+        return None                          # not IPv4/UDP, or a fragment
+    total = (frame[ip + 2] << 8) | frame[ip + 3]
+    l4 = ip + ihl
+    if ip + total > n or total < ihl + 8:
         return None
-    return Datagram(ts, (u.src_ip, u.sport), (u.dst_ip, u.dport), u.payload, frame)
+    sport, dport, ulen = _UDP_PORTS.unpack_from(frame, l4)
+    if ulen != total - ihl:
+        return None
+    return Datagram(ts, (_ip(frame[ip + 12:ip + 16]), sport),
+                    (_ip(frame[ip + 16:ip + 20]), dport), frame[l4 + 8:l4 + ulen], frame)
