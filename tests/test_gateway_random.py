@@ -15,12 +15,12 @@ from test_gateway_ouch import SoupClient, enter
 
 from tickpath.engine import ModelEngine
 from tickpath.host.gateway.fix import FixAcceptor, FixSessionConfig, avg_px, ticks_to_price
-from tickpath.host.gateway.fixmsg import utc_timestamp
 from tickpath.host.gateway.hub import EngineSink, OrderHub
 from tickpath.host.gateway.ouch import OuchServer, OuchUser
 from tickpath.model.matching import MatchingModel
 from tickpath.protocol import ouch42 as ouch
 from tickpath.protocol import soupbintcp as soup
+from tickpath.protocol.fix42 import utc_timestamp
 from tickpath.protocol.records import Action, CancelReason, EventKind, RejectReason
 
 N_ACTIONS = 150

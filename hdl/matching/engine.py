@@ -267,8 +267,8 @@ class MatchingEngine(wiring.Component):
             return market | Mux(cur_side == Side.Buy, price <= limit, price >= limit)
 
         # best contra entry: a chain of registers-free stages, each a named signal (no tree)
-        chain = (Const(0, 1), Const(0, 32), Const(0, SW), Const(0, LW))
-        for i, (valid, price, head, _) in enumerate(contra):
+        chain = (contra[0][0], contra[0][1], contra[0][2], Const(0, LW))
+        for i, (valid, price, head, _) in enumerate(contra[1:], start=1):
             better = Mux(cur_side == Side.Buy, price < chain[1], price > chain[1])
             take = Signal(name=f"best_take_{i}")
             m.d.comb += take.eq(valid & (~chain[0] | better))

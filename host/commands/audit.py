@@ -72,6 +72,11 @@ def replay(journal: Path, as_json: bool):
         positions = replay_journal(journal)
     except _errors() as exc:
         raise UserError(f"{journal}: {exc}") from None
+    print_positions(positions, as_json)
+
+
+def print_positions(positions, as_json: bool) -> None:
+    """One JSON line per account and symbol, or a table (``audit replay``, ``positions``)."""
     rows = list(positions.rows())
     if as_json:
         for row in rows:
@@ -79,10 +84,15 @@ def replay(journal: Path, as_json: bool):
         return
     head = ("account", "stock", "position", "cost_basis", "avg_cost", "realized_pnl",
             "unrealized_pnl")
-    table = [head] + [tuple("" if row[k] is None else str(row[k]) for k in head) for row in rows]
+    print_table(head, [tuple(row[k] for k in head) for row in rows], left=2)
+
+
+def print_table(head: tuple[str, ...], rows: list[tuple], *, left: int) -> None:
+    """Columns padded to their widest cell; the first ``left`` columns left-aligned."""
+    table = [head] + [tuple("" if v is None else str(v) for v in row) for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
-        click.echo("  ".join(c.rjust(w) if i >= 2 else c.ljust(w)
+        click.echo("  ".join(c.rjust(w) if i >= left else c.ljust(w)
                              for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
 
 

@@ -1,25 +1,27 @@
-"""``tickpath gateway run``: serve FIX 4.2 and/or OUCH 4.2 (SoupBinTCP) order entry into the
-golden matching engine (the host order path replaces :class:`EngineSink` when it lands)::
+"""``tickpath gateway run``: serve FIX 4.2 and/or OUCH 4.2 (SoupBinTCP) order entry through the
+host order path (risk checks, audit journal, golden matching engine, positions)::
 
     tickpath gateway run --fix 127.0.0.1:9878 --fix-session CLIENT1:ACC1:F1 \\
-        --ouch 127.0.0.1:9879 --ouch-user U1:secret:F1:ACC1 --store /var/lib/tickpath/gw
+        --ouch 127.0.0.1:9879 --ouch-user U1:secret:F1:ACC1 --store /var/lib/tickpath/gw \\
+        --journal /var/lib/tickpath/audit --risk risk.toml --control /run/tickpath \\
+        --metrics 127.0.0.1:9100
+
+Acknowledgements leave only after the journal made the action durable. ``tickpath kill|unkill
+--control DIR`` and ``tickpath risk reload --control DIR`` (or SIGHUP) act on the running
+process; see :mod:`tickpath.host.gateway.daemon`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import pathlib
-import signal
+import sys
 
 import click
 
-from tickpath.engine import ModelEngine
 from tickpath.host.cli import UserError
-from tickpath.host.gateway.fix import FixAcceptor, FixSessionConfig
-from tickpath.host.gateway.hub import EngineSink, OrderHub
-from tickpath.host.gateway.ouch import OuchServer, OuchUser
+from tickpath.host.gateway.fix import FixSessionConfig
+from tickpath.host.gateway.ouch import OuchUser
 
 
 def _addr(value: str, option: str) -> tuple[str, int]:
@@ -67,11 +69,28 @@ def command() -> None:
               help="Directory for FIX sequence numbers and both gateways' resend stores.")
 @click.option("--cancel-on-disconnect/--no-cancel-on-disconnect", default=True,
               show_default=True, help="Cancel a session's orders when it disconnects.")
+@click.option("--journal", "journal_dir", required=True,
+              type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Audit journal directory (created if missing, appended to if not).")
+@click.option("--risk", "risk_file", type=click.Path(dir_okay=False, path_type=pathlib.Path),
+              help="Risk limits (TOML); without it every check is off.")
+@click.option("--control", "control_dir", envvar="TICKPATH_CONTROL",
+              type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Control directory watched for `tickpath kill|unkill` and "
+                   "`tickpath risk reload` (env TICKPATH_CONTROL).")
+@click.option("--metrics", "metrics_addr",
+              help="Serve Prometheus metrics on HOST:PORT (/metrics).")
 @click.option("--duration", type=click.FloatRange(min=0), default=None,
               help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
 def run(fix_addr, fix_comp_id, fix_sessions, ouch_addr, ouch_users, ouch_session, store,
-        cancel_on_disconnect, duration) -> None:
-    """Serve order entry; print one JSON line when listening and one with counters at exit."""
+        cancel_on_disconnect, journal_dir, risk_file, control_dir, metrics_addr,
+        duration) -> None:
+    """Serve order entry; print one JSON line when listening, one per kill, unkill and reload,
+    and one with counters at exit."""
+    from tickpath.host.audit import JournalError
+    from tickpath.host.gateway.daemon import GatewayOptions, serve
+    from tickpath.host.risk import ConfigError
+
     if not fix_addr and not ouch_addr:
         raise UserError("nothing to serve: give --fix and/or --ouch")
     if fix_addr and not fix_sessions:
@@ -80,43 +99,29 @@ def run(fix_addr, fix_comp_id, fix_sessions, ouch_addr, ouch_users, ouch_session
         raise UserError("--ouch needs at least one --ouch-user")
     if len(ouch_session) > 10:
         raise UserError("--ouch-session: at most 10 characters")
-    fix_cfg = [_fix_session(v, cancel_on_disconnect) for v in fix_sessions]
-    ouch_cfg = [_ouch_user(v, cancel_on_disconnect) for v in ouch_users]
-    fix_at = _addr(fix_addr, "--fix") if fix_addr else None
-    ouch_at = _addr(ouch_addr, "--ouch") if ouch_addr else None
+    options = GatewayOptions(
+        journal_dir=journal_dir,
+        fix_at=_addr(fix_addr, "--fix") if fix_addr else None, fix_comp_id=fix_comp_id,
+        fix_sessions=[_fix_session(v, cancel_on_disconnect) for v in fix_sessions],
+        ouch_at=_addr(ouch_addr, "--ouch") if ouch_addr else None,
+        ouch_users=[_ouch_user(v, cancel_on_disconnect) for v in ouch_users],
+        ouch_session=ouch_session, store=store, risk_file=risk_file, control_dir=control_dir,
+        metrics_at=_addr(metrics_addr, "--metrics") if metrics_addr else None)
 
-    async def main() -> None:
-        hub = OrderHub(EngineSink(ModelEngine()))
-        fix = ouch = None
-        ready: dict[str, int] = {}
-        try:
-            if fix_at:
-                fix = FixAcceptor(hub, fix_comp_id, fix_cfg,
-                                  store_dir=store / "fix" if store else None)
-                ready["fix_port"] = await fix.start(*fix_at)
-            if ouch_at:
-                ouch = OuchServer(hub, ouch_cfg, session=ouch_session,
-                                  store_dir=store / "ouch" if store else None)
-                ready["ouch_port"] = await ouch.start(*ouch_at)
-        except OSError as e:
-            raise UserError(f"cannot listen: {e.strerror}") from None
-        click.echo(json.dumps({"event": "listening", **ready}), nl=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration)
-        if fix is not None:
-            await fix.close()
-        if ouch is not None:
-            await ouch.close()
-        click.echo(json.dumps({"event": "stopped", "hub": dict(hub.counters),
-                               "fix": dict(fix.counters) if fix else {},
-                               "ouch": dict(ouch.counters) if ouch else {}}))
+    def echo(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
 
-    asyncio.run(main())
+    try:
+        status = asyncio.run(serve(options, duration, echo=echo))
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    except JournalError as e:
+        raise UserError(f"--journal {journal_dir}: {e}") from None
+    except OSError as e:
+        raise UserError(f"cannot listen: {e.strerror or e}") from None
+    if status:
+        sys.exit(status)
 
 
 if __name__ == "__main__":

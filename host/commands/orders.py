@@ -251,3 +251,37 @@ def run(orders: pathlib.Path, risk_file: pathlib.Path | None, journal_dir: pathl
         asyncio.run(runner.run(lines, end_of_day))
     finally:
         journal.close()
+
+
+@command.command("list")
+@click.option("--journal", "journal_dir", required=True,
+              type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Audit journal directory.")
+@click.option("--account", help="Only this account.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per open order.")
+def list_orders(journal_dir: pathlib.Path, account: str | None, as_json: bool) -> None:
+    """Open orders, rebuilt from the audit journal (accepted, less fills and cancels, through
+    replaces), by internal order id."""
+    from tickpath.host.audit import JournalError
+    from tickpath.host.commands.audit import print_table
+    from tickpath.host.orders.recover import read_state
+    try:
+        state = read_state(journal_dir)
+    except (JournalError, OSError) as e:
+        raise UserError(f"{journal_dir}: {e}") from None
+    rows = [o.as_dict() for o in sorted(state.open.values(), key=lambda o: o.order_id)
+            if account is None or o.account == account]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    head = ("order_id", "client_id", "account", "session", "stock", "side", "price", "open",
+            "filled")
+    print_table(head, [(r["order_id"], r["client_id"], r["account"], r["session"], r["stock"],
+                        r["side"], _price(r["price"]), r["open"], r["filled"]) for r in rows],
+                left=6)
+    click.echo(f"{len(rows)} open order{'s' if len(rows) != 1 else ''}")
+
+
+def _price(ticks: int) -> str:
+    return f"{ticks // 10_000}.{ticks % 10_000:04d}"

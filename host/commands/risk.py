@@ -1,14 +1,18 @@
 """``tickpath risk check FILE`` validates a risk configuration (every problem, one per line, each
 naming the key); ``tickpath risk show FILE`` prints the effective limits (a table, or ``--json``).
 
-``reload`` needs a running order path: inside ``tickpath orders run`` input it is the line
-``{"action": "reload"}``; the daemon form comes with the gateways.
+``tickpath risk reload --control DIR`` asks the running gateway (``tickpath gateway run --control
+DIR``) to re-read its ``--risk`` file and prints its answer (a bad file keeps the old limits and
+the errors are printed; exit 1). SIGHUP to the gateway does the same. Inside ``tickpath orders
+run`` input it is the line ``{"action": "reload"}``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import time
 
 import click
 
@@ -83,3 +87,48 @@ def _text(value) -> str:
     if isinstance(value, list):
         return ", ".join(value) if value else "-"
     return str(value)
+
+
+@command.command("reload")
+@click.option("--control", "control_dir", envvar="TICKPATH_CONTROL", default=".tickpath",
+              show_default=True, type=click.Path(file_okay=False, path_type=pathlib.Path),
+              help="Control directory of the running gateway (env TICKPATH_CONTROL).")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=600), default=5.0,
+              show_default=True, help="Seconds to wait for the gateway's answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def reload(control_dir: pathlib.Path, timeout: float, as_json: bool) -> None:
+    """Make the running gateway re-read its risk file; print whether it took."""
+    from tickpath.host.gateway.daemon import RELOAD_REQUEST, RELOAD_RESULT
+    request_id = f"{os.getpid()}-{time.time_ns()}"
+    request = control_dir / RELOAD_REQUEST
+    try:
+        control_dir.mkdir(parents=True, exist_ok=True)
+        tmp = request.with_name(RELOAD_REQUEST + ".tmp")
+        tmp.write_text(request_id + "\n", encoding="utf-8")
+        os.replace(tmp, request)
+    except OSError as e:
+        raise UserError(f"{request}: {e.strerror}") from None
+    result_path = control_dir / RELOAD_RESULT
+    deadline = time.monotonic() + timeout
+    answer = None
+    while time.monotonic() < deadline:          # bounded by --timeout
+        try:
+            answer = json.loads(result_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            answer = None
+        if isinstance(answer, dict) and answer.get("request") == request_id:
+            break
+        answer = None
+        time.sleep(0.01)
+    if answer is None:
+        raise UserError(f"no gateway answered within {timeout} s (is one running with "
+                        f"--control {control_dir}?); the request stays in {request}")
+    if as_json:
+        click.echo(json.dumps(answer))
+    elif answer["ok"]:
+        click.echo(f"reloaded (sha256 {str(answer.get('digest', ''))[:16]})")
+    if not answer["ok"]:
+        if not as_json:
+            for error in answer["errors"]:
+                click.echo(error)
+        raise UserError("reload refused: the old limits stay in force")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import select
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -134,6 +135,14 @@ class Listener:
         self._sink = sink
         self._clock = clock
         self.capture_stats: dict = {}
+        # Wait on the capture's descriptors and the re-request socket together, so that a
+        # retransmission wakes the listener at once instead of after the capture's timeout.
+        self._poller = None
+        fds = capture._fds() if self._client is not None and hasattr(capture, "_fds") else []
+        if fds:
+            self._poller = select.poll()
+            for fd in (*fds, self._client.fileno()):
+                self._poller.register(fd, select.POLLIN)
 
     def close(self) -> None:
         if self._client is not None:
@@ -155,7 +164,13 @@ class Listener:
         session = self.session
         sink = self._sink
         feeds = self._feeds
-        batch = self._capture.poll(timeout_ns, 1024)
+        if self._poller is not None and timeout_ns > 0:
+            batch = self._capture.poll(0, 1024)
+            if not batch:
+                self._poller.poll(-(-timeout_ns // _MS))
+                batch = self._capture.poll(0, 1024)
+        else:
+            batch = self._capture.poll(timeout_ns, 1024)
         now = self._clock()
         on_packet = session.on_packet
         for d in batch:

@@ -45,8 +45,8 @@ from collections import Counter
 from decimal import Decimal, Inexact, localcontext
 from typing import Any
 
-from tickpath.host.gateway.fixmsg import FixFramer, FixMessage, Garbled, encode, utc_timestamp
 from tickpath.host.gateway.hub import OrderHub, OrderState, Submission
+from tickpath.protocol.fix42 import FixFramer, FixMessage, Garbled, encode, utc_timestamp
 from tickpath.protocol.records import (
     Action,
     CancelReason,

