@@ -15,6 +15,7 @@ BENCHES = {
     "audit": "bench.audit",
     "capture": "bench.capture",
     "feed": "bench.feed",
+    "orders": "bench.orders",
 }
 
 

@@ -19,12 +19,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "match": ("match", "Run JSON-lines order actions through the matching engine."),
     "generate": ("generate", "Write a synthetic, internally consistent ITCH feed."),
     "feed": ("feed", "Publish or listen to a MoldUDP64 feed (multicast, with re-requests)."),
-    "orders": ("orders", "Run orders through risk, audit journal, engine and positions."),
-    "risk": ("risk", "Check or show a risk configuration (TOML)."),
+    "orders": ("orders", "Run orders through risk, journal, engine and positions; list open ones."),
+    "risk": ("risk", "Check, show or reload a risk configuration (TOML)."),
+    "positions": ("positions", "Positions and PnL per account and symbol, from the audit journal."),
     "kill": ("kill", "Kill switch: block new orders and cancel resting ones."),
     "unkill": ("kill", "Release the kill switch."),
     "audit": ("audit", "Verify, replay, tail and export the audit journal."),
-    "gateway": ("gateway", "Serve FIX 4.2 and OUCH 4.2 (SoupBinTCP) order entry into the engine."),
+    "gateway": ("gateway", "Serve FIX 4.2 and OUCH 4.2 order entry through risk, journal and engine."),
     "demo": ("demo", "Decode and book the sample feed through the model and the gateware."),
 }
 

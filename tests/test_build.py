@@ -425,7 +425,7 @@ def test_device_plan_pins_and_clock(tmp_path):
 @pytest.mark.fpga
 def test_icebreaker_bitstream_and_report(tmp_path):
     """Build the iCEBreaker ITCH top to a .bin and check the parsed report is sane.
-    Cold (first YoWASP call compiles WebAssembly): about 4 minutes; warm: about 15 s."""
+    Cold (first YoWASP call compiles WebAssembly): about 4 minutes; warm: about 20 s."""
     pytest.importorskip("amaranth_boards")
     from tickpath.hdl.build import build_board
     from tickpath.hdl.build.toolchain import missing_tools

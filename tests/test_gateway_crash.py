@@ -95,6 +95,7 @@ class Client:
         self.logon_seqs: list[tuple[int, int]] = []           # (their Logon 34, expected)
         self.gap_fills_sent = 0
         self.resend_asked = 0
+        self.log: list[tuple] = []
 
     def send(self, msg_type: str, fields, *, seq: int | None = None, poss_dup=False) -> None:
         m = simplefix.FixMessage()
@@ -150,6 +151,7 @@ class Client:
     def handle(self, msg: simplefix.FixMessage) -> None:
         t = msg.get(35)
         seq = int(msg.get(34))
+        self.log.append((seq, self.in_seq, t, msg.get(43), msg.get(17), msg.get(11)))
         if t == b"2" and seq >= self.in_seq:               # answered even out of order
             begin = int(msg.get(7))
             self.send("4", [(123, "Y"), (36, self.out_seq)], seq=begin, poss_dup=True)
@@ -287,7 +289,7 @@ def _run_crashes(tmp_path: pathlib.Path, trials: int, seed: int) -> None:
         for order_id, shares, price, side in c.fills:
             found = executed.get((order_id, shares, price))
             assert found, f"acknowledged fill {order_id} {shares}@{price} not journaled"
-            r = found.pop()
+            r = found.pop(0)                              # in order, per order id
             assert (r.side, r.account) == (side, SESSIONS[sender][0])
             seen.append(r)
             fills += 1

@@ -148,15 +148,18 @@ class MatchingTB(TB):
             "coverage": dict(sorted(coverage.items())),
         }
 
-    async def peek(self, addr: int) -> tuple[dict, dict, int, int]:
-        """(level entry ``addr``, slot ``addr``, its open shares, its qnext)."""
+    async def peek(self, addr: int, *, slot: bool) -> tuple:
+        """Level entry ``addr`` (``slot=False``) or ``(slot row, open shares, qnext)`` of slot
+        ``addr`` (a slot number beyond the store's depth reads X: never asked)."""
         dut = self.dut
         dut.peek_addr.value = addr
         await RisingEdge(self.clk)
         await ReadOnly()
-        out = (self._level(dut.peek_level.value.to_unsigned()),
-               self._slot(dut.peek_slot.value.to_unsigned()),
-               dut.peek_open.value.to_unsigned(), dut.peek_qnext.value.to_unsigned())
+        if slot:
+            out = (self._slot(dut.peek_slot.value.to_unsigned()),
+                   dut.peek_open.value.to_unsigned(), dut.peek_qnext.value.to_unsigned())
+        else:
+            out = self._level(dut.peek_level.value.to_unsigned())
         await RisingEdge(self.clk)
         return out
 
@@ -170,12 +173,12 @@ class MatchingTB(TB):
             for side in (0, 1):
                 entries = []
                 for i in range(self.levels):
-                    level, _, _, _ = await self.peek((symbol * 2 + side) * self.levels + i)
+                    level = await self.peek((symbol * 2 + side) * self.levels + i, slot=False)
                     if not level["valid"]:
                         continue
                     queue, slot = [], level["head"]
                     for _ in range(self.capacity + 1):
-                        _, row, open_, qnext = await self.peek(slot)
+                        row, open_, qnext = await self.peek(slot, slot=True)
                         assert row["price"] == level["price"] and row["symbol"] == symbol \
                             and row["side"] == side, f"slot {slot} {row} in level {level}"
                         queue.append((row["token"], open_, row["ref"]))

@@ -32,6 +32,26 @@ def _record(name, stats):
     path.write_text(json.dumps(results, indent=1))
 
 
+def _merge(a, b):
+    out = dict(a)
+    for key in ("actions", "events", "cycles"):
+        out[key] = a[key] + b[key]
+    out["cycles_per_action"] = out["cycles"] / out["actions"]
+    out["max_action_cycles"] = max(a["max_action_cycles"], b["max_action_cycles"])
+    for key in ("kinds", "coverage"):
+        out[key] = {k: a[key].get(k, 0) + b[key].get(k, 0) for k in {*a[key], *b[key]}}
+    lat = {}
+    for k in {*a["first_event_latency"], *b["first_event_latency"]}:
+        x, y = a["first_event_latency"].get(k), b["first_event_latency"].get(k)
+        if x is None or y is None:
+            lat[k] = x or y
+            continue
+        na, nb = a["kinds"][k], b["kinds"][k]
+        lat[k] = (min(x[0], y[0]), max(x[1], y[1]), (x[2] * na + y[2] * nb) / (na + nb))
+    out["first_event_latency"] = lat
+    return out
+
+
 SEEDS = [int(s) for s in os.environ.get("MATCHING_SEEDS", "1").split(",")]
 
 
@@ -47,8 +67,12 @@ async def random_stream(dut, seed):
                                 prices=p["levels"])
         tb = MatchingTB(dut, symbols=p["symbols"], capacity=p["capacity"], levels=p["levels"],
                         seed=seed, valid_probability=0.85, ready_probability=0.75)
-        stats = await tb.run(orders)
-        tb.scoreboard.result()
+        chunk = int(os.environ.get("MATCHING_CHUNK", "20000"))
+        stats = None
+        for at in range(0, len(orders), chunk):
+            part = await tb.run(orders[at:at + chunk])
+            tb.scoreboard.result()
+            stats = part if stats is None else _merge(stats, part)
         resting = await tb.check_book()
         stats["resting_at_end"] = resting
         stats["counters"] = tb.counters()
