@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("kill", "Kill switch: block new orders and cancel resting ones."),
     "unkill": ("kill", "Release the kill switch."),
     "audit": ("audit", "Verify, replay, tail and export the audit journal."),
-    "gateway": ("gateway", "Serve FIX 4.2 and OUCH 4.2 order entry through risk, journal and engine."),
+    "gateway": ("gateway", "FIX 4.2 and OUCH 4.2 order entry through risk, journal and engine."),
     "demo": ("demo", "Decode and book the sample feed through the model and the gateware."),
 }
 
