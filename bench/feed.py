@@ -2,7 +2,7 @@
 ``recv`` loop measured in the same run; gap-recovery time; the listener's peak memory.
 
     python -m bench feed                   (all of it, about 2 minutes)
-    python -m bench.feed blast|publish|relay|listen ...   (the child processes, internal)
+    python -m bench.feed blast|relay|listen ...   (the child processes, internal)
 
 How it is measured, and what limits it:
 
@@ -19,9 +19,10 @@ How it is measured, and what limits it:
   answers re-requests after the blast. Rate = messages delivered / (first packet -> session
   complete). Peak RSS is the listener process's ``VmHWM`` (``ru_maxrss``), beside its RSS
   before the capture opened (the interpreter and imports).
-- **Gap recovery**: the real :class:`Publisher` (paced) -> :class:`LossyRelay` dropping 1 % of
-  packets (at random, or as one burst of consecutive packets in mid-stream) -> listener with
-  re-requests; each gap's time from its detection to its fill comes from the session
+- **Gap recovery**: the blaster (paced full packets; it answers re-requests between its
+  ``sendmmsg`` calls with the real :class:`RerequestServer`) -> :class:`LossyRelay` dropping
+  1 % of packets (at random, or as one burst of consecutive packets in mid-stream) -> listener
+  with re-requests; each gap's time from its detection to its fill comes from the session
   (``recovery_samples``). A burst is one gap refilled one MTU per answer, so it takes as many
   round trips as it has packets' worth of messages.
 - **Publisher**: the real :class:`Publisher`, unpaced, in this process; packing messages in
@@ -111,12 +112,25 @@ def blast_main(a: argparse.Namespace) -> int:
                  0 if a.iface.startswith("127.") else 1)
     s.setsockopt(socket.SOL_SOCKET, 32, 8 << 20)                    # SO_SNDBUFFORCE
     s.connect((host, int(port)))
-    rr = None
+    rr = server = None
     if a.rerequest_bind:
         h, p = a.rerequest_bind.rsplit(":", 1)
         rr = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rr.bind((h, int(p)))
         rr.setblocking(False)
+        store = RetransmissionStore(n_msgs + 1)
+        store.extend([b"A" + bytes(MSG_LEN - 1)] * n_msgs)      # what build_stream sends
+        server = RerequestServer(SESSION, store)
+
+    def serve(limit: int) -> None:
+        for _ in range(limit):
+            try:
+                data, addr = rr.recvfrom(2048)
+            except BlockingIOError:
+                return
+            ans = server.answer(data)
+            if ans is not None:
+                rr.sendto(ans, addr)
     print(json.dumps({"ready": True}), flush=True)
     if a.start_delay_ms:
         time.sleep(a.start_delay_ms / 1000)
@@ -136,6 +150,8 @@ def blast_main(a: argparse.Namespace) -> int:
                 if due - now > 200_000:
                     time.sleep((due - now - 100_000) / _S)
                 continue
+        if rr is not None:
+            serve(16)                     # re-requests are answered during the blast too
         k = min(chunk, mm.n - i)
         r = sendmmsg(fd, mm.base + 64 * i, k, 0)
         if r < 0:
@@ -156,41 +172,14 @@ def blast_main(a: argparse.Namespace) -> int:
     print(json.dumps({"sent": sent, "errors": errors, "messages": n_msgs,
                       "sent_per_s": sent * _S // took}), flush=True)
     if rr is not None:                                # answer re-requests until killed/bound
-        store = RetransmissionStore(n_msgs + 1)
-        store.extend([b"A" + bytes(MSG_LEN - 1)] * n_msgs)      # what build_stream sent
-        server = RerequestServer(SESSION, store)
         end = time.monotonic_ns() + int(a.linger * _S)
         while time.monotonic_ns() < end:
             select.select([rr], [], [], 0.05)
-            for _ in range(256):
-                try:
-                    data, addr = rr.recvfrom(2048)
-                except BlockingIOError:
-                    break
-                ans = server.answer(data)
-                if ans is not None:
-                    rr.sendto(ans, addr)
+            serve(256)
     return 0
 
 
-# --- the publisher and relay children (gap recovery) ----------------------------------------
-
-def publish_main(a: argparse.Namespace) -> int:
-    from tickpath import generator
-    from tickpath.host.feed import Publisher, PublisherConfig
-    msgs = list(generator.iter_messages(generator.GeneratorConfig(messages=a.messages, seed=1)))
-    h, p = a.group.rsplit(":", 1)
-    rh, rp = a.rerequest_bind.rsplit(":", 1)
-    pub = Publisher((h, int(p)), PublisherConfig(session=SESSION, rate=a.rate, burst=a.burst,
-                                                 linger_ns=int(a.linger * _S),
-                                                 heartbeat_ns=50_000_000),
-                    rerequest_bind=(rh, int(rp)))
-    print(json.dumps({"ready": True}), flush=True)
-    time.sleep(a.start_delay_ms / 1000)
-    st = pub.run(msgs, deadline_ns=time.monotonic_ns() + int((a.seconds + a.linger) * _S))
-    print(json.dumps(st.as_dict()), flush=True)
-    return 0
-
+# --- the relay child (gap recovery) ----------------------------------------
 
 def relay_main(a: argparse.Namespace) -> int:
     from tickpath.host.feed import LossyRelay
@@ -233,7 +222,8 @@ def listen_main(a: argparse.Namespace) -> int:
         delivered[0] += len(msgs)
 
     cap = open_capture(a.backend, [a.group], ifname=a.ifname)
-    session = MoldSession(SessionConfig(rerequest=rr is not None, recovery_timeout_ns=20 * _S))
+    session = MoldSession(SessionConfig(rerequest=rr is not None, recovery_timeout_ns=20 * _S,
+                                        request_chunk=a.request_chunk))
     first = None
     reason = "timeout"
     with cap, Listener(cap, session, groups=[(h, int(p))], rerequest=rr, sink=sink) as lis:
@@ -563,13 +553,14 @@ def _listener_rows() -> list:
     return rows
 
 
-def _recovery_run(n_msgs: int, rate: int, loss_ppm: int, burst: str | None) -> dict:
+def _recovery_run(n_packets: int, rate_pps: int, loss_ppm: int, burst: str | None,
+                  chunk: int = 0) -> dict:
     src, dst = _group(), _group()
     rr = f"127.0.0.1:{_free_port()}"
     procs = []
     try:
         listener = _child(["listen", "--group", dst, "--backend", "socket", "--rerequest", rr,
-                           "--seconds", "30"])
+                           "--seconds", "30", "--request-chunk", str(chunk)])
         procs.append(listener)
         relay_args = ["relay", "--src", src, "--dst", dst, "--loss-ppm", str(loss_ppm),
                       "--seconds", "30"]
@@ -579,11 +570,12 @@ def _recovery_run(n_msgs: int, rate: int, loss_ppm: int, burst: str | None) -> d
         procs.append(relay)
         _wait_ready(listener)
         _wait_ready(relay)
-        pub = _child(["publish", "--group", src, "--rerequest-bind", rr, "--messages",
-                      str(n_msgs), "--rate", str(rate), "--seconds", "20", "--linger", "10",
-                      "--start-delay-ms", "100"])
-        procs.append(pub)
-        _wait_ready(pub)
+        sender = _child(["blast", "--group", src, "--iface", "127.0.0.1", "--kind", "full",
+                         "--packets", str(n_packets), "--rate", str(rate_pps), "--seconds",
+                         "10", "--eos", "--rerequest-bind", rr, "--linger", "25",
+                         "--start-delay-ms", "100"])
+        procs.append(sender)
+        _wait_ready(sender)
         return _result(listener, 40)
     finally:
         for p in procs:
@@ -597,24 +589,21 @@ def _pct(samples: list[int], q: float) -> int:
 def _recovery_rows() -> list:
     from bench.report import Row
     rows = []
-    n, rate = 200_000, 200_000
-    packets = None
-    for label in ("random 1%", "burst of 1%"):
-        if packets is None:
-            res = _recovery_run(n, rate, 10_000, None)
-            # The paced publisher sends what each pacing step allows, so packets are smaller
-            # than full: size the burst from the packets this run actually carried.
-            packets = max(100, res["packets"] - res["requests"])
-        else:
-            res = _recovery_run(n, rate, 0, f"{packets // 2}:{packets // 100}")
+    packets, rate = 4_444, 5_000                  # ~200k messages, ~225k msg/s, ~0.9 s
+    burst = f"{packets // 2}:{packets // 100}"    # 44 consecutive packets in mid-stream
+    for label, loss, drop, chunk in (("random 1%", 10_000, None, 0),
+                                     ("burst of 1%", 0, burst, 0),
+                                     ("burst of 1%, request_chunk=24", 0, burst, 24)):
+        res = _recovery_run(packets, rate, loss, drop, chunk)
         s = res["recovery_ns"]
         note = (f"{res['reason']}; {res['gaps']} gaps, {res['recovered']:,} msgs recovered, "
-                f"{res['requests']} re-requests, lost {res['lost']}; publisher paced at "
-                f"{rate:,} msg/s, ~{packets:,} packets")
+                f"{res['requests']} re-requests, lost {res['lost']}; {packets:,} full "
+                f"packets at {rate:,} pkt/s through the lossy relay")
         rows.append(Row(f"gap recovery, {label}: median", _pct(s, 0.5) / 1000, "us",
                         note=note))
         rows.append(Row(f"gap recovery, {label}: p99", _pct(s, 0.99) / 1000, "us"))
-        rows.append(Row(f"gap recovery, {label}: max", (s[-1] if s else 0) / 1000, "us"))
+        rows.append(Row(f"gap recovery, {label}: max", (s[-1] if s else 0) / 1000, "us",
+                        note="a burst: the time to refill all of it" if drop else ""))
     return rows
 
 
@@ -659,15 +648,6 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--rerequest-bind", default=None)
     b.add_argument("--linger", type=float, default=0)
     b.add_argument("--start-delay-ms", type=int, default=0)
-    pb = sub.add_parser("publish")
-    pb.add_argument("--group", required=True)
-    pb.add_argument("--rerequest-bind", required=True)
-    pb.add_argument("--messages", type=int, default=100_000)
-    pb.add_argument("--rate", type=int, default=None)
-    pb.add_argument("--burst", type=int, default=1000)
-    pb.add_argument("--seconds", type=float, default=20)
-    pb.add_argument("--linger", type=float, default=5)
-    pb.add_argument("--start-delay-ms", type=int, default=0)
     r = sub.add_parser("relay")
     r.add_argument("--src", required=True)
     r.add_argument("--dst", required=True)
@@ -680,8 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--ifname", default="lo")
     ls.add_argument("--rerequest", default=None)
     ls.add_argument("--seconds", type=float, default=20)
+    ls.add_argument("--request-chunk", type=int, default=0)
     a = p.parse_args(argv)
-    return {"blast": blast_main, "publish": publish_main, "relay": relay_main,
+    return {"blast": blast_main, "relay": relay_main,
             "listen": listen_main}[a.cmd](a)
 
 

@@ -286,3 +286,25 @@ def test_simulated_lossy_network_with_server(seed):
     assert s.stats.requests > 0 and s.stats.recovered > 0
     if loss >= 0.1:
         assert s.stats.request_retries > 0 and s.stats.duplicate_packets > 0
+
+
+def test_request_chunk_asks_for_a_burst_in_pieces_side_by_side():
+    store = RetransmissionStore(capacity=1000)
+    store.extend(msg(i) for i in range(1, 201))
+    server = RerequestServer(S, store)
+    s = MoldSession(gap_delay_ns=0, request_chunk=24, max_outstanding=4)
+    assert seqs(s.on_packet(pkt(1, 10), 0)) == list(range(1, 11))
+    assert s.on_packet(pkt(111, 10), 1 * MS) == []             # 11..110 missing: 100 messages
+    _, reqs = s.poll(2 * MS)
+    assert [(r.sequence, r.count) for r in reqs] == [(11, 24), (35, 24), (59, 24), (83, 24)]
+    assert s.outstanding == 4 and s.missing[-1] == (107, 111)  # the rest waits its turn
+    out = []
+    for r in reqs:
+        out += s.on_packet(server.answer(r.encode()), 3 * MS, feed=-1)
+    _, reqs = s.poll(4 * MS)
+    assert [(r.sequence, r.count) for r in reqs] == [(107, 4)]
+    out += s.on_packet(server.answer(reqs[0].encode()), 5 * MS, feed=-1)
+    assert seqs(out) == list(range(11, 121))
+    st = s.stats
+    assert st.recovered == 100 and st.recovered_gaps == 5 and st.request_retries == 0
+    assert len(s.recovery_samples) == 5 and all(t > 0 for t in s.recovery_samples)

@@ -188,9 +188,12 @@ def _progress_printer(stream):
 @click.option("--gap-delay", type=float, default=None,
               help="Milliseconds a gap may wait for reordering or the other feed before it is "
                    "re-requested (default 1, or 20 with two groups).")
+@click.option("--request-chunk", type=int, default=0, show_default=True,
+              help="Ask for a long missing range in pieces of this many messages, side by "
+                   "side (0: one request per range, continued after each answer).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 def listen(groups, backend, rerequest, out, timeout, interface, ifname, pcap_path, pacing,
-           session, join_late, recovery_timeout, gap_delay, quiet):
+           session, join_late, recovery_timeout, gap_delay, request_chunk, quiet):
     """Join the feed, deliver every message once and in order, and exit when the end of
     session has been seen and everything before it delivered (non-zero if something could
     not be recovered). Prints a JSON summary on stdout, live counts on stderr."""
@@ -209,7 +212,7 @@ def listen(groups, backend, rerequest, out, timeout, interface, ifname, pcap_pat
     try:
         config = SessionConfig(session=session, first_sequence=None if join_late else 1,
                                gap_delay_ns=int(round(gap_delay * 1000)) * 1000,
-                               rerequest=rr is not None,
+                               rerequest=rr is not None, request_chunk=request_chunk,
                                recovery_timeout_ns=_seconds_ns(recovery_timeout,
                                                                "--recovery-timeout"))
     except ValueError as e:

