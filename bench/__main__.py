@@ -16,12 +16,18 @@ BENCHES = {
     "capture": "bench.capture",
     "feed": "bench.feed",
     "orders": "bench.orders",
+    "feed_sim": "bench.feed_sim",
+    "fmax": "bench.fmax",
 }
+# Run only when named: feed_sim simulates a million messages, fmax places and routes every
+# component on every device (needs the `fpga` extra: `make fmax`).
+SLOW = {"feed_sim", "fmax"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    parser.add_argument("names", nargs="*",
+                        help=f"benchmarks to run (default: all but {', '.join(sorted(SLOW))})")
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     args = parser.parse_args(argv)
     if args.list:
@@ -33,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from bench.report import print_rows
-    for name in args.names or list(BENCHES):
+    for name in args.names or [n for n in BENCHES if n not in SLOW]:
         start = time.perf_counter_ns()
         rows = importlib.import_module(BENCHES[name]).run()
         took = (time.perf_counter_ns() - start) // 1_000_000

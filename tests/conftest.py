@@ -27,6 +27,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "sim: runs an HDL simulator (cocotb on Icarus/Verilator)")
     config.addinivalue_line("markers", "long: a long soak, only with --long (make sim-long)")
+    config.addinivalue_line("markers", "fpga: runs the YoWASP Yosys/nextpnr tools "
+                                       "(~20 s warm, ~4 min cold)")
 
 
 def pytest_collection_modifyitems(config, items):

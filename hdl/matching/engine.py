@@ -23,13 +23,13 @@ Deviations from the model (none reachable while the host honours the bounds)
   on a side that has ``levels`` of them already is rejected ``f`` before it is accepted;
 * a token at or above ``2**token_bits`` is rejected ``O`` (enter, replace's new token);
 * a ``tif`` value of 3 (not in :class:`TimeInForce`) on an enter is rejected ``O``;
-* after end of day the book registers are cleared but the token table is not (every later
-  action is rejected ``C`` anyway).
+* memories are not cleared by reset: end of day empties the order store, the token table
+  and the levels, so a reset after it starts a clean day (a reset mid-day does not).
 
-Cycle cost (one action at a time; ``o_stream`` always ready): reject 3; enter that rests 7
-(+1 when priced through an empty contra side... no: same), each fill +3 cycles, each
-self-match cancel +3, FOK/min-qty pre-scan +1 per contra level entry and +1 per order scanned;
-cancel 4; replace keeping priority 6; end of day 3 + 1 per resting order.
+Cycles from an action taken to its first event out, = cycles per action (``o_stream`` ready):
+reject 3; resting enter 7; cancel 4; priority-keeping replace 6. Crossing: accepted out at 4,
+then each fill or self-match cancel 3 cycles; FOK/min-qty pre-scan 1 per contra level entry
+plus 1 per order scanned; end of day 5 + 1 per resting order in all. One action at a time.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -634,6 +634,9 @@ class MatchingEngine(wiring.Component):
                     event(EventKind.Canceled, side=data.side, order_id=data.token,
                           symbol=data.symbol, shares=rd_open.data, price=data.price,
                           reason=CancelReason.EndOfDay)
+                    m.d.comb += [wr_tk.addr.eq(data.token), wr_tk.data.eq(0), wr_tk.en.eq(1),
+                                 wr_fs.addr.eq(sp), wr_fs.data.eq(e_cur), wr_fs.en.eq(1)]
+                    m.d.sync += sp.eq(sp + 1)
                     with m.If(e_cur == age_tail):
                         m.next = "EOD_CLOSE"
                     with m.Else():

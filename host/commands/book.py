@@ -10,6 +10,7 @@ import json
 import mmap
 import pathlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import click
 
@@ -25,7 +26,7 @@ PCAPNG_MAGIC = bytes.fromhex("0a0d0d0a")
 REPORTED_ANOMALIES = ("unknown_reference", "overfill", "duplicate_add")
 
 
-def run_model(raw_messages: Iterable[bytes]) -> BookBuilder:
+def run_model(raw_messages: Iterable[bytes], depth: int | None = None) -> BookBuilder:
     book = BookBuilder()
     apply, decode = book.apply, itch.decode
     for raw in raw_messages:
@@ -33,10 +34,22 @@ def run_model(raw_messages: Iterable[bytes]) -> BookBuilder:
     return book
 
 
-# An engine takes the feed's raw ITCH messages in order and returns the final book (anything with
-# ``book_lines(depth)``, ``messages`` and ``anomalies``). Another engine is one more entry here.
-ENGINES: dict[str, Callable[[Iterable[bytes]], BookBuilder]] = {
+def run_sim(raw_messages: Iterable[bytes], depth: int | None = None):
+    """The feed-path gateware (ItchDecoder -> OrderTable -> Book) simulated by Verilator through
+    the C++ harness, in its default configuration (tickpath.sim.harness.feed_book)."""
+    from tickpath.sim.harness.feed_book import run
+    try:
+        return run(raw_messages, depth)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+# An engine takes the feed's raw ITCH messages in order and the depth asked for, and returns the
+# final book (anything with ``book_lines(depth)``, ``messages`` and ``anomalies``; a ``flagged``
+# dict locate -> reason names the symbols it cannot show). Another engine is one more entry here.
+ENGINES: dict[str, Callable[[Iterable[bytes], int | None], Any]] = {
     "model": run_model,
+    "sim": run_sim,
 }
 
 
@@ -87,19 +100,25 @@ def summary_line(book: BookBuilder) -> str:
 @click.command("book")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option("--depth", type=click.IntRange(min=1), default=None,
-              help="Levels per side to print (default: all).")
+              help="Levels per side to print (default: all; with --engine sim, the "
+                   "gateware's top-N, 8).")
 @click.option("--engine", type=click.Choice(sorted(ENGINES)), default="model", show_default=True,
-              help="What builds the book.")
+              help="What builds the book: the golden model, or the gateware in simulation "
+                   "(sim: 256 symbols, locates 1..256; flagged symbols go to stderr).")
 def command(file: pathlib.Path, depth: int | None, engine: str) -> None:
     """Replay the ITCH feed in FILE (pcap or BinaryFILE) and print the final book."""
     if not file.is_file():
         raise UserError(f"{file}: no such file")
     try:
-        book = ENGINES[engine](iter_raw_messages(file))
+        book = ENGINES[engine](iter_raw_messages(file), depth)
     except itch.ItchError as exc:
         raise UserError(f"{file}: {exc}") from exc
     except (OSError, ValueError) as exc:        # the pcap reader's malformed-capture errors
         raise UserError(f"{file}: {exc}") from exc
     for line in book.book_lines(depth):
         click.echo(json.dumps(line))
+    for locate, reason in sorted(getattr(book, "flagged", {}).items()):
+        stock = book.stocks.get(locate)
+        click.echo(f"stock_locate {locate}{f' ({stock})' if stock else ''}: flagged invalid by "
+                   f"the gateware ({reason}); its book is not printed", err=True)
     click.echo(summary_line(book), err=True)

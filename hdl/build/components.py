@@ -1,0 +1,64 @@
+"""Which gateware components the Fmax/utilisation report synthesises, and at what sizes.
+
+Adding a component is one :class:`Entry`: a name, ``"module:Class"``, and its constructor
+arguments per device (``"*"`` for every device). Sizes follow ``DESIGN.md``, "Sizes to plan
+for". A component that does not import, construct or elaborate is reported as skipped with the
+reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+__all__ = ["Entry", "COMPONENTS", "component_factory"]
+
+E85, E25, UP5K = "lfe5u-85f", "lfe5u-25f", "ice40up5k"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str                                 # "module:Class"
+    params: dict[str, dict]                     # device (or "*") -> constructor kwargs
+    devices: tuple[str, ...] = (UP5K, E25, E85)
+
+    def kwargs(self, device: str) -> dict:
+        return {**self.params.get("*", {}), **self.params.get(device, {})}
+
+    def factory(self, device: str):
+        """A zero-argument callable making the component sized for ``device``."""
+        module, _, cls = self.target.partition(":")
+        kwargs = self.kwargs(device)
+
+        def make():
+            return getattr(importlib.import_module(module), cls)(**kwargs)
+        make.__name__ = f"{self.name}@{device}"
+        return make
+
+
+COMPONENTS: dict[str, Entry] = {e.name: e for e in [
+    Entry("itch_decoder",    "tickpath.hdl.itch_decoder:ItchDecoder", {}),
+    Entry("itch_decoder_64", "tickpath.hdl.itch_decoder:ItchDecoder", {"*": {"data_width": 64}},
+          devices=(E85,)),
+    Entry("net_rx",          "tickpath.hdl.net_rx:NetRx", {}),
+    Entry("mold_sequencer",  "tickpath.hdl.mold_sequencer:MoldSequencer", {}),
+    Entry("order_table",     "tickpath.hdl.order_table:OrderTableUnit",
+          {E85: {"capacity": 8192}, E25: {"capacity": 2048}, UP5K: {"capacity": 512}}),
+    Entry("book",            "tickpath.hdl.book:Book",
+          {E85: {"slots": 256}, E25: {"slots": 64}, UP5K: {"slots": 8}}),
+    Entry("feed_book",       "tickpath.hdl.feed_book:FeedBook",
+          {E85: {"capacity": 8192, "slots": 256}, E25: {"capacity": 2048, "slots": 64},
+           UP5K: {"capacity": 512, "slots": 8}}),
+    Entry("matching_engine", "tickpath.hdl.matching:MatchingEngine", {}),
+    # the feed path's network front (NetRx -> MoldSequencer -> ItchDecoder), joined in sim/ for now
+    Entry("feed_chain",      "tickpath.sim.feed_chain.top:FeedChain", {}),
+]}
+
+
+def component_factory(name: str, device: str):
+    try:
+        entry = COMPONENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}") from None
+    return entry.factory(device)
