@@ -160,7 +160,9 @@ class Translator:
         return out
 
 
-def _read_orders(path: pathlib.Path, translator: Translator) -> list[Order]:
+def read_json_lines(path: pathlib.Path) -> list[tuple[int, Any]]:
+    """``(line number, object)`` for each non-blank line of a JSON-lines file; operator errors
+    (missing file, not text, bad JSON on line N) as one-line :class:`UserError`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -171,16 +173,19 @@ def _read_orders(path: pathlib.Path, translator: Translator) -> list[Order]:
         raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise UserError(f"{path}: {e.strerror}") from None
-    orders = []
+    out = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            out.append((number, json.loads(line)))
         except json.JSONDecodeError as e:
             raise UserError(f"line {number}: bad JSON: {e.msg} (column {e.colno})") from None
-        orders.append(translator.order(obj, number))
-    return orders
+    return out
+
+
+def _read_orders(path: pathlib.Path, translator: Translator) -> list[Order]:
+    return [translator.order(obj, number) for number, obj in read_json_lines(path)]
 
 
 @click.command()

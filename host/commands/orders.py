@@ -178,28 +178,6 @@ class _Runner:
                          _name(obj, "session", number))
 
 
-def _read_lines(path: pathlib.Path) -> list[tuple[int, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror}") from None
-    out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((number, json.loads(line)))
-        except json.JSONDecodeError as e:
-            raise UserError(f"line {number}: bad JSON: {e.msg} (column {e.colno})") from None
-    return out
-
-
 @click.group()
 def command() -> None:
     """The host order path: risk, audit journal, engine, positions."""
@@ -226,7 +204,7 @@ def run(orders: pathlib.Path, risk_file: pathlib.Path | None, journal_dir: pathl
     and kill/unkill/reload lines) through risk, journal, engine and positions; print the events,
     a risk_reject line per refused action, then the book."""
     from tickpath.host.audit import Journal, JournalError
-    from tickpath.host.commands.match import Translator
+    from tickpath.host.commands.match import Translator, read_json_lines
     from tickpath.host.orders.control import KillFile
     from tickpath.host.orders.path import OrderPath
     from tickpath.host.risk import BookReference, ConfigError, ConfigHolder, RiskChecker
@@ -235,7 +213,7 @@ def run(orders: pathlib.Path, risk_file: pathlib.Path | None, journal_dir: pathl
         holder = ConfigHolder(risk_file)
     except ConfigError as e:
         raise UserError(str(e)) from None
-    lines = _read_lines(orders)
+    lines = read_json_lines(orders)
     engine = ModelEngine(capacity=capacity)
     risk = RiskChecker(holder.config, BookReference())
     try:

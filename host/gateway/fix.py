@@ -46,6 +46,7 @@ from decimal import Decimal, Inexact, localcontext
 from typing import Any
 
 from tickpath.host.gateway.hub import OrderHub, OrderState, Submission
+from tickpath.host.gateway.server import SessionServer
 from tickpath.protocol.fix42 import FixFramer, FixMessage, Garbled, encode, utc_timestamp
 from tickpath.protocol.records import (
     Action,
@@ -794,7 +795,7 @@ class _Connection:
             session.send("2", [(7, store.next_in), (16, 0)])
 
 
-class FixAcceptor:
+class FixAcceptor(SessionServer):
     """FIX 4.2 acceptor for ``sessions`` (one per client SenderCompID), our CompID
     ``comp_id``, orders into ``hub``.
 
@@ -823,39 +824,18 @@ class FixAcceptor:
         self.exec_prefix = f"{time.time_ns() // 1_000_000:x}-"    # unique across restarts
         self.sessions: dict[str, _Session] = {c.sender_comp_id: _Session(self, c)
                                               for c in sessions}
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._conns: set[_Connection] = set()
+        SessionServer.__init__(self)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen; returns the port."""
-        self._server = await asyncio.start_server(self._accept, host, port)
-        return self._server.sockets[0].getsockname()[1]
+    def connection(self, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> _Connection:
+        return _Connection(self, reader, writer)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.counters["connections"] += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        conn = _Connection(self, reader, writer)
-        self._conns.add(conn)
-        try:
-            await conn.run()
-        finally:
-            self._conns.discard(conn)
-            if task is not None:
-                self._tasks.discard(task)
+    def abort(self, conn: _Connection) -> None:
+        conn.closing = True
+        conn.writer.close()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._conns):
-            conn.closing = True
-            conn.writer.close()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self.stop_connections()
         for session in self.sessions.values():
             session.store.close()
 

@@ -45,6 +45,7 @@ from collections import Counter
 from typing import Any
 
 from tickpath.host.gateway.hub import OrderHub, OrderState, Submission
+from tickpath.host.gateway.server import SessionServer
 from tickpath.protocol import ouch42 as ouch
 from tickpath.protocol import soupbintcp as soup
 from tickpath.protocol.records import (
@@ -479,7 +480,7 @@ class _Connection:
                 await self.server.hub.cancel_session(stream.key)
 
 
-class OuchServer:
+class OuchServer(SessionServer):
     """OUCH 4.2 / SoupBinTCP server for ``users``, orders into ``hub``.
 
     Parameters
@@ -508,29 +509,16 @@ class OuchServer:
         self.ended = False
         self.counters: Counter[str] = Counter()
         self.streams: dict[str, _Stream] = {u.username: _Stream(self, u) for u in users}
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self._conns: set[_Connection] = set()
+        SessionServer.__init__(self)
         for stream in self.streams.values():
             hub.add_broadcast(stream)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self._server = await asyncio.start_server(self._accept, host, port)
-        return self._server.sockets[0].getsockname()[1]
+    def connection(self, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> _Connection:
+        return _Connection(self, reader, writer)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.counters["connections"] += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        conn = _Connection(self, reader, writer)
-        self._conns.add(conn)
-        try:
-            await conn.run()
-        finally:
-            self._conns.discard(conn)
-            if task is not None:
-                self._tasks.discard(task)
+    def abort(self, conn: _Connection) -> None:
+        conn._abort()
 
     def end_stream(self, stream: _Stream) -> None:
         """End of day reached ``stream``: no new logins; end its session."""
@@ -539,15 +527,8 @@ class OuchServer:
             stream.conn.end_of_session()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
         for stream in self.streams.values():
             self.hub.remove_broadcast(stream)
-        for conn in list(self._conns):
-            conn._abort()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self.stop_connections()
         for stream in self.streams.values():
             stream.store.close()
