@@ -484,7 +484,7 @@ def test_cli_depth_limits_levels(tmp_path):
             .stdout.splitlines()]
     assert top2[0]["bids"] == full[0]["bids"][:2] and top2[0]["asks"] == full[0]["asks"][:2]
     assert run_cli(path, "--depth", 0).exit_code != 0
-    assert run_cli(path, "--engine", "sim").exit_code != 0
+    assert run_cli(path, "--engine", "fpga").exit_code != 0     # not an engine
 
 
 def test_cli_random_stream_file_matches_the_model(tmp_path):
