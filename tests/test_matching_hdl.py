@@ -1,11 +1,16 @@
 """MatchingEngine in Amaranth's own simulator against the golden MatchingModel: the pinned
-rules one by one (directed streams) and a short seeded random stream with backpressure."""
+rules one by one (directed streams) and a short seeded random stream with backpressure; every
+event compared, and the ITCH output byte for byte against ``MatchingModel.itch`` encoded, its
+messages framed by ``last``, and fed into the golden BookBuilder to rebuild the model's book."""
 
 import random
 
 from amaranth.sim import Simulator
 
 from tickpath.hdl.matching import MatchingEngine
+from tickpath.model.book import BookBuilder
+from tickpath.model.matching import MatchingModel
+from tickpath.protocol import itch
 from tickpath.protocol.records import Action, Event, Order, OrderType, Side, TimeInForce
 from tickpath.sim.matching.stimulus import new_model, random_actions
 
@@ -31,12 +36,26 @@ def replace(token, new, shares, price):
 EOD = Order(action=Action.EndOfDay)
 
 
-def run_engine(orders, *, ready_probability=1.0, seed=0, **params):
+def itch_messages(data, lasts):
+    """Split ITCH bytes at their ``last`` flags; check each piece is one whole message."""
+    out, start = [], 0
+    for i, last in enumerate(lasts):
+        if last:
+            out.append(itch.decode(bytes(data[start:i + 1]), length=i + 1 - start))
+            start = i + 1
+    assert start == len(data), "ITCH bytes after the last message's end"
+    return out
+
+
+def run_engine(orders, *, ready_probability=1.0, seed=0, itch_out=None, **params):
     """Events of ``orders`` from the gateware, and the cycle each action was taken in and
-    each event left."""
+    each event left; the ITCH bytes and their ``last`` flags go to ``itch_out`` (a list of
+    two lists) when given."""
     params = {**SMALL, **params}
     dut = MatchingEngine(**params)
     got, taken_at, out_at = [], [], []
+    itch_bytes, itch_lasts = itch_out if itch_out is not None else ([], [])
+    done = [False]
     cycle = [0]
     n_last = len(orders)
 
@@ -68,22 +87,50 @@ def run_engine(orders, *, ready_probability=1.0, seed=0, **params):
                 got.append(event)
                 out_at.append(cycle[0])
                 lasts += event.last
+        done[0] = True
+
+    async def consume_itch(ctx):
+        rng = random.Random(seed + 1)
+        idle = 0
+        while not done[0] or idle < 64:        # drain: the ITCH bytes trail the events
+            ready = rng.random() < ready_probability
+            ctx.set(dut.itch_stream.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.itch_stream.valid,
+                                                           dut.itch_stream.payload)
+            idle = 0 if valid else idle + 1
+            if valid and ready:
+                itch_bytes.append(payload.data)
+                itch_lasts.append(payload.last)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_process(clock)
     sim.add_testbench(produce)
     sim.add_testbench(consume)
+    sim.add_testbench(consume_itch)
     sim.run()
     return got, taken_at, out_at
+
+
+def check_itch(model, itch_out):
+    """The gateware's ITCH bytes are the model's, encoded, and rebuild the model's book."""
+    data, lasts = itch_out
+    assert bytes(data) == b"".join(itch.encode(msg) for msg in model.itch)
+    messages = itch_messages(data, lasts)
+    assert messages == model.itch
+    book = BookBuilder().apply_all(messages)
+    assert book.snapshot() == model.snapshot()
+    return messages
 
 
 def check(orders, **params):
     params = {**SMALL, **params}
     model = new_model(params["symbols"], params["capacity"])
     want = model.process_all(orders)
-    got, taken_at, out_at = run_engine(orders, **params)
+    itch_out = ([], [])
+    got, taken_at, out_at = run_engine(orders, itch_out=itch_out, **params)
     assert got == want
+    check_itch(model, itch_out)
     return got, taken_at, out_at
 
 
@@ -143,6 +190,43 @@ def test_random_stream_with_backpressure():
     orders = random_actions(random.Random(21), 150, symbols=2, capacity=16, prices=4,
                             token_bits=8)
     model = new_model(2, 16)
-    want = model.process_all(orders + [EOD])
-    got, _, _ = run_engine(orders + [EOD], ready_probability=0.6, seed=3)
+    want = model.process_all(orders)
+    itch_out = ([], [])
+    got, _, _ = run_engine(orders, ready_probability=0.6, seed=3, itch_out=itch_out)
     assert got == want
+    messages = check_itch(model, itch_out)
+    assert {"S", "R", "A", "E", "X", "D", "U"} <= {msg.type for msg in messages}
+    want += model.process(EOD)
+    itch_out = ([], [])
+    got, _, _ = run_engine(orders + [EOD], ready_probability=0.6, seed=3, itch_out=itch_out)
+    assert got == want
+    check_itch(model, itch_out)
+
+
+def test_itch_off():
+    orders = random_actions(random.Random(4), 60, symbols=2, capacity=16, prices=4,
+                            token_bits=8)
+    model = new_model(2, 16)
+    want = model.process_all(orders)
+    itch_out = ([], [])
+    got, _, _ = run_engine(orders, itch=False, itch_out=itch_out)
+    assert got == want
+    assert itch_out == ([], [])
+
+
+def test_itch_stock_names_and_locates():
+    """Locates by first accepted enter (a rejected enter does not take one); stock names from
+    ``stocks``."""
+    stocks = ("AAPL", "MSFT")
+    orders = [enter(1, B, 10, P + 1, symbol=1), enter(2, S, 10, P, symbol=1),
+              enter(3, B, 10, P, symbol=0), enter(4, B, 5, P, symbol=1, firm=2), EOD]
+    model = MatchingModel(capacity=16)
+    for s, name in enumerate(stocks):
+        model.set_symbol(s, name)
+    want = model.process_all(orders)
+    itch_out = ([], [])
+    got, _, _ = run_engine(orders, itch_out=itch_out, stocks=stocks)
+    assert got == want
+    messages = check_itch(model, itch_out)
+    assert [(m.stock_locate, m.stock) for m in messages if m.type == "R"] == \
+        [(1, "MSFT"), (2, "AAPL")]

@@ -3,7 +3,9 @@ seeded random streams with heavy crossing on four symbols (partial fills, self-m
 market, min-qty, cancels, replaces, bad fields, unknown and duplicate tokens, a full order
 store), random input gaps and output backpressure, every event compared in order, the final
 book (levels, queues, tokens, open shares, ITCH references) read back and compared, counters
-checked, then end of day and rejects after it.
+checked, then end of day and rejects after it. The engine's ITCH 5.0 output is compared byte
+for byte with ``MatchingModel.itch`` encoded (before and after end of day), and fed into the
+golden BookBuilder it must rebuild exactly the model's book.
 
 Verilator builds this design in 1-2.5 minutes here (cached in build/sim/matching_engine/).
 """
@@ -22,6 +24,9 @@ pytestmark = pytest.mark.sim
 #: Rejects, cancels and fills every default stream must contain.
 COVERAGE = ("Canceled/I", "Canceled/Q", "Canceled/U", "Executed", "Replaced", "Rejected/N",
             "Rejected/S", "Rejected/X", "Rejected/Z", "Rejected/d", "Rejected/f", "Rejected/u")
+
+#: ITCH message types every default stream must contain (after its end of day).
+ITCH_COVERAGE = ("S", "R", "A", "E", "X", "D", "U")
 
 
 def _available(name):
@@ -57,6 +62,7 @@ def test_icarus_random_stream(tmp_path):
     stats = _run("icarus", tmp_path, 1000, [3])
     for s in stats.values():
         assert set(COVERAGE) <= {k for k, n in s["coverage"].items() if n}
+        assert set(ITCH_COVERAGE) <= set(s["itch_with_end_of_day"])
 
 
 @pytest.mark.skipif(not _available("verilator"), reason="verilator is not installed")
@@ -64,6 +70,7 @@ def test_verilator_random_streams(tmp_path, verilator_pch):
     stats = _run("verilator", tmp_path, 5000, [6, 7])
     for s in stats.values():
         assert set(COVERAGE) <= {k for k, n in s["coverage"].items() if n}
+        assert set(ITCH_COVERAGE) <= set(s["itch_with_end_of_day"])
         assert s["first_event_latency"]["rest"][0] == 7
         assert s["first_event_latency"]["reject"][0] == 3
 

@@ -26,6 +26,19 @@ Deviations from the model (none reachable while the host honours the bounds)
 * memories are not cleared by reset: end of day empties the order store, the token table
   and the levels, so a reset after it starts a clean day (a reset mid-day does not).
 
+ITCH output (``itch=True``, the default): the FSM writes one ITCH record
+(:mod:`.itch_out`) in the same cycle as the event it goes with, into a queue of ``itch_depth``
+records; :class:`~.itch_out.ItchSerializer` turns them into bytes (``itch_stream``, one byte a
+cycle, ``last`` on each message's end), exactly ``MatchingModel.itch`` encoded: ``S`` ``O``
+first after reset (timestamp 0), ``R`` at a symbol's first accepted enter (locates 1, 2, 3...
+kept in registers), ``A``/``U`` when an order rests, ``E`` per fill, ``X`` for a partial cancel
+or a priority-keeping replace that reduces, ``D`` for a full cancel, a self-match cancel, a
+priority-losing replace whose price reaches the contra best, and end of day; ``S`` ``C`` with
+``closed``. Timestamps count actions taken. The ITCH path costs no cycle while the queue has
+room (an ITCH message's first byte leaves in the cycle of its event, or the one after); a full
+queue holds the engine back, so sustained throughput is bounded by the ITCH bytes (A 36, E 31,
+D 19... one a cycle).
+
 Cycles from an action taken to its first event out, = cycles per action (``o_stream`` ready):
 reject 3; resting enter 7; cancel 4; priority-keeping replace 6. Crossing: accepted out at 4,
 then each fill or self-match cancel 3 cycles; FOK/min-qty pre-scan 1 per contra level entry
@@ -39,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from tickpath.model.matching import MAX_PRICE, MAX_SHARES, MIN_PRICE
+from tickpath.protocol.feed import ByteBeat
 from tickpath.protocol.records import (
     Action,
     CancelReason,
@@ -51,6 +65,7 @@ from tickpath.protocol.records import (
     TimeInForce,
 )
 
+from .itch_out import ITCH_TYPES, ItchSerializer, default_stocks, itch_record_layout
 from .layouts import SHARES_WIDTH, level_layout, slot_layout, token_entry_layout
 
 __all__ = ["MatchingEngine"]
@@ -69,6 +84,12 @@ class MatchingEngine(wiring.Component):
         Price level entries per symbol and side (a power of two).
     token_bits : int
         Host tokens are below ``2**token_bits`` (the token table's depth).
+    itch : bool
+        Produce the ITCH 5.0 market data (``itch_stream``); off, ``itch_stream`` never valid.
+    stocks : sequence of str
+        ITCH stock name of each symbol id (default ``SYM0``, ``SYM1``...).
+    itch_depth : int
+        ITCH records queued before the serializer; a full queue holds the engine back.
 
     Members
     -------
@@ -76,6 +97,9 @@ class MatchingEngine(wiring.Component):
         Actions, one at a time (ready while the engine is idle).
     o_stream : ``Out(stream.Signature(EventRecord))``
         Events in order; ``last`` on the final event of each action.
+    itch_stream : ``Out(stream.Signature(ByteBeat))``
+        The engine's ITCH 5.0 messages as bytes, ``last`` on each message's final byte:
+        exactly ``MatchingModel.itch`` encoded (S, R, A, E, X, D, U, as its docstring pins).
     busy : ``Out(1)``
         An action is in progress.
     free : ``Out(range(capacity + 1))``
@@ -88,7 +112,8 @@ class MatchingEngine(wiring.Component):
         (``peek_level``, combinational).
     """
 
-    def __init__(self, *, symbols=4, capacity=64, levels=8, token_bits=10):
+    def __init__(self, *, symbols=4, capacity=64, levels=8, token_bits=10, itch=True,
+                 stocks=None, itch_depth=16):
         if symbols not in range(1, 1 << 16):
             raise ValueError(f"symbols must be in 1..65535, not {symbols}")
         if capacity < 2:
@@ -101,6 +126,13 @@ class MatchingEngine(wiring.Component):
         self._capacity = capacity
         self._levels = levels
         self._token_bits = token_bits
+        self._itch = bool(itch)
+        self._stocks = default_stocks(symbols) if stocks is None else tuple(stocks)
+        if len(self._stocks) != symbols:
+            raise ValueError(f"{len(self._stocks)} stock names for {symbols} symbols")
+        if itch_depth < 2:
+            raise ValueError(f"itch_depth must be at least 2, not {itch_depth}")
+        self._itch_depth = itch_depth
         self.slot_width = ceil_log2(capacity)
         self.symbol_width = max(ceil_log2(symbols), 1)
         self.level_width = max(ceil_log2(levels), 1)
@@ -110,6 +142,7 @@ class MatchingEngine(wiring.Component):
         super().__init__({
             "i_stream":   In(stream.Signature(OrderRecord)),
             "o_stream":   Out(stream.Signature(EventRecord)),
+            "itch_stream": Out(stream.Signature(ByteBeat)),
             "busy":       Out(1),
             "free":       Out(range(capacity + 1)),
             "actions":    Out(32),
@@ -127,6 +160,8 @@ class MatchingEngine(wiring.Component):
     capacity = property(lambda self: self._capacity)
     levels = property(lambda self: self._levels)
     token_bits = property(lambda self: self._token_bits)
+    itch = property(lambda self: self._itch)
+    stocks = property(lambda self: self._stocks)
 
     def elaborate(self, platform):
         m = Module()
@@ -222,7 +257,8 @@ class MatchingEngine(wiring.Component):
         ev = Signal(EventRecord)
         finish = Signal()
         o_free = ~o_valid | self.o_stream.ready
-        can_emit = ~hold_valid | o_free
+        it_room = Signal()                          # the ITCH queue takes a record
+        can_emit = (~hold_valid | o_free) & it_room
         m.d.comb += [self.o_stream.valid.eq(o_valid), self.o_stream.payload.eq(o_payload)]
         with m.If(self.o_stream.ready):
             m.d.sync += o_valid.eq(0)
@@ -240,6 +276,39 @@ class MatchingEngine(wiring.Component):
                 emit.eq(1), ev.eq(0), ev.kind.eq(kind), ev.side.eq(side), ev.reason.eq(reason),
                 ev.order_id.eq(order_id), ev.contra_id.eq(contra), ev.symbol.eq(symbol),
                 ev.shares.eq(shares), ev.price.eq(price), ev.match_number.eq(match),
+            ]
+
+        # --- ITCH output: at most one record a cycle, written with the event it goes with --
+        it = Signal(itch_record_layout(symbol_width=YW))
+        it_we = Signal()
+        clock = Signal(48)                          # ITCH timestamp: actions taken so far
+        so_pending = Signal(init=1)                 # S 'O' at timestamp 0, first after reset
+        loc_valid = Array(Signal(name=f"loc_valid_{i}") for i in range(S))
+        loc = Array(Signal(16, name=f"loc_{i}") for i in range(S))
+        next_loc = Signal(16, init=1)
+        u_pending = Signal()                        # a priority-losing replace that rests as U
+        u_ref = Signal(32)
+        if self._itch:
+            m.submodules.itch = ser = ItchSerializer(stocks=self._stocks, symbol_width=YW,
+                                                     depth=self._itch_depth)
+            wiring.connect(m, wiring.flipped(self.itch_stream), ser.o_stream)
+            m.d.comb += [ser.i_stream.valid.eq(it_we), ser.i_stream.payload.eq(it),
+                         it_room.eq(ser.i_stream.ready)]
+            with m.If(so_pending):
+                m.d.comb += [it_we.eq(1), it.eq(0), it.type.eq(ITCH_TYPES.index("S"))]
+                with m.If(it_room):
+                    m.d.sync += so_pending.eq(0)
+        else:
+            m.d.comb += [it_room.eq(1), self.itch_stream.valid.eq(0)]
+            m.d.sync += so_pending.eq(0)
+
+        def itch_msg(t, *, symbol=0, locate=None, ref=0, ref2=0, shares=0, price=0, match=0,
+                     side=0, close=0):
+            m.d.comb += [
+                it_we.eq(1), it.eq(0), it.type.eq(ITCH_TYPES.index(t)), it.symbol.eq(symbol),
+                it.locate.eq(loc[symbol] if locate is None else locate),
+                it.timestamp.eq(clock), it.ref.eq(ref), it.ref2.eq(ref2), it.shares.eq(shares),
+                it.price.eq(price), it.match.eq(match), it.side.eq(side), it.close.eq(close),
             ]
 
         # --- combinational searches over the levels of the book being worked -------------
@@ -364,8 +433,9 @@ class MatchingEngine(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += ta.eq(self.i_stream.payload.order_id)
-                with m.If(self.i_stream.valid):
+                with m.If(self.i_stream.valid & ~so_pending):
                     p = self.i_stream.payload
+                    m.d.sync += [clock.eq(clock + 1), u_pending.eq(0)]
                     m.d.sync += [
                         a.eq(p), cur_sym.eq(p.symbol[:YW]), cur_side.eq(p.side),
                         agg_tok.eq(p.order_id), agg_firm.eq(p.firm), left.eq(p.shares),
@@ -404,6 +474,11 @@ class MatchingEngine(wiring.Component):
                             price = Mux(market, 0, a.price)
                             event(EventKind.Accepted, side=a.side, order_id=a.order_id,
                                   symbol=a.symbol, shares=a.shares, price=price)
+                            with m.If(~loc_valid[cur_sym]):     # the symbol's first enter
+                                itch_msg("R", symbol=cur_sym, locate=next_loc)
+                                m.d.sync += [loc_valid[cur_sym].eq(1),
+                                             loc[cur_sym].eq(next_loc),
+                                             next_loc.eq(next_loc + 1)]
                             m.d.sync += [limit.eq(price), ps_l.eq(0), ps_total.eq(0)]
                             with m.If(need != 0):
                                 m.next = "PS_LEVEL"
@@ -482,6 +557,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(can_emit):
                     event(EventKind.Canceled, side=r.side, order_id=r.token, symbol=cur_sym,
                           shares=r_open, price=r.price, reason=CancelReason.SelfMatch)
+                    itch_msg("D", symbol=cur_sym, ref=r.ref)
                     unlink(r_slot, r, r_qn, r_qp, r_an, r_ap)
                     m.next = "MATCH_FIND"
 
@@ -489,6 +565,7 @@ class MatchingEngine(wiring.Component):
                 with m.If(can_emit):
                     event(EventKind.Executed, side=r.side, order_id=r.token, contra=agg_tok,
                           symbol=cur_sym, shares=fill, price=r.price, match=match_no + 1)
+                    itch_msg("E", symbol=cur_sym, ref=r.ref, shares=fill, match=match_no + 1)
                     m.d.sync += [match_no.eq(match_no + 1), left.eq(left - fill),
                                  self.fills.eq(self.fills + 1)]
                     with m.If(fill == r_open):
@@ -510,7 +587,8 @@ class MatchingEngine(wiring.Component):
 
             # --- rest the remainder: one cycle of writes --------------------------------------
             with m.State("REST_PREP"):              # fstack[sp-1] read settles
-                m.next = "REST"
+                with m.If(it_room):                 # REST writes A or U unconditionally
+                    m.next = "REST"
 
             with m.State("REST"):
                 slot = rd_fs.data
@@ -526,6 +604,12 @@ class MatchingEngine(wiring.Component):
                     wr_tk.addr.eq(agg_tok), wr_tk.data.slot.eq(slot), wr_tk.data.valid.eq(1),
                     wr_tk.en.eq(1),
                 ]
+                with m.If(u_pending):
+                    itch_msg("U", symbol=cur_sym, ref=u_ref, ref2=next_ref, shares=left,
+                             price=limit)
+                with m.Else():
+                    itch_msg("A", symbol=cur_sym, ref=next_ref, shares=left, price=limit,
+                             side=cur_side)
                 with m.If(own_hit):
                     m.d.comb += [wr_qp.addr.eq(slot), wr_qp.data.eq(lv_tail[index]),
                                  wr_qp.en.eq(1),
@@ -558,7 +642,10 @@ class MatchingEngine(wiring.Component):
                         with m.If(a.shares == 0):
                             unlink(r_slot, data, rd_qn.data, rd_qp.data, rd_an.data,
                                    rd_ap.data)
+                            itch_msg("D", symbol=data.symbol, ref=data.ref)
                         with m.Else():
+                            itch_msg("X", symbol=data.symbol, ref=data.ref,
+                                     shares=open_ - a.shares)
                             m.d.comb += [wr_open.addr.eq(r_slot), wr_open.data.eq(a.shares),
                                          wr_open.en.eq(1)]
                     m.next = "DONE"
@@ -603,9 +690,18 @@ class MatchingEngine(wiring.Component):
                         with m.If(keep):
                             m.d.comb += [wr_tk.addr.eq(r.token), wr_tk.data.eq(0),
                                          wr_tk.en.eq(1)]
+                            with m.If(a.shares < r_open):
+                                itch_msg("X", symbol=r.symbol, ref=r.ref,
+                                         shares=r_open - a.shares)
                             m.next = "REPLACE_KEEP"
                         with m.Else():
                             unlink(r_slot, r, r_qn, r_qp, r_an, r_ap)
+                            # ITCH: U when the new price does not reach the contra best,
+                            # else D now, the fills' E, then A for a remainder
+                            with m.If(best_valid & acceptable(best_price)):
+                                itch_msg("D", symbol=r.symbol, ref=r.ref)
+                            with m.Else():
+                                m.d.sync += [u_pending.eq(1), u_ref.eq(r.ref)]
                             m.next = "MATCH_FIND"
 
             with m.State("REPLACE_KEEP"):
@@ -634,6 +730,7 @@ class MatchingEngine(wiring.Component):
                     event(EventKind.Canceled, side=data.side, order_id=data.token,
                           symbol=data.symbol, shares=rd_open.data, price=data.price,
                           reason=CancelReason.EndOfDay)
+                    itch_msg("D", symbol=data.symbol, ref=data.ref)
                     m.d.comb += [wr_tk.addr.eq(data.token), wr_tk.data.eq(0), wr_tk.en.eq(1),
                                  wr_fs.addr.eq(sp), wr_fs.data.eq(e_cur), wr_fs.en.eq(1)]
                     m.d.sync += sp.eq(sp + 1)
@@ -646,6 +743,7 @@ class MatchingEngine(wiring.Component):
             with m.State("EOD_CLOSE"):
                 with m.If(can_emit):
                     event(EventKind.Closed, side=Side.Buy, order_id=0, symbol=0)
+                    itch_msg("S", locate=0, close=1)
                     m.d.sync += [closed.eq(1), age_any.eq(0)]
                     m.d.comb += lw_clear.eq(1)
                     m.next = "DONE"
@@ -657,6 +755,6 @@ class MatchingEngine(wiring.Component):
 
         # outside the FSM so that they are continuous assignments (Icarus evaluates an
         # `always @*` only on an input change: an FSM-driven ready is X until the first one)
-        m.d.comb += [self.i_stream.ready.eq(fsm.ongoing("IDLE")),
+        m.d.comb += [self.i_stream.ready.eq(fsm.ongoing("IDLE") & ~so_pending),
                      self.busy.eq(~fsm.ongoing("IDLE"))]
         return m

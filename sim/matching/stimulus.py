@@ -8,6 +8,7 @@ are drawn from ``1 .. 2**token_bits - 1`` (finished tokens are reused, as the ho
 
 import random
 
+from tickpath.hdl.matching.itch_out import default_stocks
 from tickpath.model.matching import MatchingModel
 from tickpath.protocol.records import Action, Order, OrderType, Side, TimeInForce
 
@@ -15,7 +16,8 @@ __all__ = ["random_actions", "stock_name", "new_model"]
 
 
 def stock_name(symbol: int) -> str:
-    return f"SYM{symbol}"
+    """The engine's default ITCH stock name of ``symbol``."""
+    return default_stocks(symbol + 1)[symbol]
 
 
 def new_model(symbols: int, capacity: int) -> MatchingModel:

@@ -1,6 +1,8 @@
 """cocotb testbench for MatchingEngine: OrderRecord actions in, EventRecord events out, every
 event scoreboarded in order against the golden MatchingModel; the final book (levels, queues,
-tokens, open shares, ITCH references) read back through the ``peek`` port and compared."""
+tokens, open shares, ITCH references) read back through the ``peek`` port and compared. The
+ITCH output (bytes, ``last`` per message) is compared byte for byte with ``MatchingModel.itch``
+encoded, and its messages fed into the golden BookBuilder must rebuild the model's book."""
 
 import random
 from collections import defaultdict
@@ -10,6 +12,9 @@ import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from tickpath.hdl.matching.layouts import level_layout, slot_layout
+from tickpath.model.book import BookBuilder
+from tickpath.protocol import itch
+from tickpath.protocol.feed import ByteBeat
 from tickpath.protocol.records import (
     Action,
     EventKind,
@@ -72,6 +77,9 @@ class MatchingTB(TB):
             slot_width=slot_width, symbol_width=max((symbols - 1).bit_length(), 1),
             level_width=max((levels - 1).bit_length(), 1)))
         self._level = make_unpacker(level_layout(slot_width=slot_width))
+        self.itch_monitor = StreamMonitor(dut, "itch_stream", ByteBeat, self.clk,
+                                          rng=random.Random(f"itch-{seed}"),
+                                          ready_probability=ready_probability)
         self.expected_events: list[list] = []
         self.sent = 0
         dut.peek_addr.value = 0
@@ -93,6 +101,7 @@ class MatchingTB(TB):
         if self.sent == 0:
             await self.reset()
             self.monitor.start()
+            self.itch_monitor.start()
         model = self.model
         start_events = len(self.monitor.received)
         first_action = self.sent
@@ -105,7 +114,10 @@ class MatchingTB(TB):
                                        f"{order.action.name} {order})")
         want = sum(len(e) for e in per_action)
         sender = cocotb.start_soon(self.driver.send([o._asdict() for o in orders]))
-        bound = cycle_bound or (32 + 8 * self.capacity + 4 * self.levels)
+        # an action's ITCH bytes (up to ~31 a fill, 19 a delete) can hold it back once the
+        # ITCH queue is full
+        bound = cycle_bound or (32 + 8 * self.capacity + 4 * self.levels
+                                + 64 * (self.capacity + 16))
         waited, limit = 0, bound * (1 + len(orders))
         while len(self.monitor.received) - start_events < want or not sender.done():
             await RisingEdge(self.clk)
@@ -119,6 +131,13 @@ class MatchingTB(TB):
                     f"after {limit} cycles: the engine stalled "
                     f"(scoreboard: {self.scoreboard.reports[:3]})")
         self.sent += len(orders)
+        want_itch = sum(itch.SPECS[msg.type].length for msg in model.itch)
+        while len(self.itch_monitor.received) < want_itch:
+            await RisingEdge(self.clk)
+            waited += 1
+            if waited > limit:
+                raise AssertionError(f"{len(self.itch_monitor.received)} of {want_itch} ITCH "
+                                     f"bytes out after {limit} cycles: the ITCH output stalled")
         await ClockCycles(self.clk, 4)     # an extra event would show up here
         self.expected_events.extend(per_action)
 
@@ -151,6 +170,38 @@ class MatchingTB(TB):
             "kinds": {k: len(v) for k, v in sorted(first_lat.items())},
             "coverage": dict(sorted(coverage.items())),
         }
+
+    def itch_messages(self) -> list:
+        """The ITCH messages out so far, split at ``last`` (each must decode whole)."""
+        out, start = [], 0
+        beats = self.itch_monitor.received
+        data = bytes(b["data"] for b in beats)
+        for i, beat in enumerate(beats):
+            if beat["last"]:
+                out.append(itch.decode(data[start:i + 1], length=i + 1 - start))
+                start = i + 1
+        assert start == len(beats), f"{len(beats) - start} ITCH bytes after the last message"
+        return out
+
+    def check_itch(self) -> dict[str, int]:
+        """The engine's ITCH bytes are the model's, encoded, byte for byte; the messages
+        rebuild the model's book in the golden BookBuilder. Returns messages per type."""
+        got = bytes(b["data"] for b in self.itch_monitor.received)
+        want = b"".join(itch.encode(msg) for msg in self.model.itch)
+        if got != want:
+            at = next((i for i, (x, y) in enumerate(zip(got, want, strict=False)) if x != y),
+                      min(len(got), len(want)))
+            raise AssertionError(f"ITCH bytes differ at byte {at} of {len(want)} "
+                                 f"(engine {len(got)} bytes): engine {got[at:at + 40].hex()}, "
+                                 f"model {want[at:at + 40].hex()}")
+        messages = self.itch_messages()
+        assert messages == self.model.itch
+        book = BookBuilder().apply_all(messages)
+        assert book.snapshot() == self.model.snapshot(), "ITCH does not rebuild the book"
+        counts: dict[str, int] = defaultdict(int)
+        for msg in messages:
+            counts[msg.type] += 1
+        return dict(sorted(counts.items()))
 
     async def peek(self, addr: int, *, slot: bool) -> tuple:
         """Level entry ``addr`` (``slot=False``) or ``(slot row, open shares, qnext)`` of slot

@@ -58,7 +58,8 @@ SEEDS = [int(s) for s in os.environ.get("MATCHING_SEEDS", "1").split(",")]
 @cocotb.test()
 @cocotb.parametrize(seed=SEEDS)
 async def random_stream(dut, seed):
-    """A seeded random stream with backpressure, book checked, then end of day and after."""
+    """A seeded random stream with backpressure, book and ITCH checked, then end of day and
+    after."""
     p = _params()
     count = int(os.environ.get("MATCHING_COUNT", "300"))
     if True:
@@ -75,6 +76,7 @@ async def random_stream(dut, seed):
             stats = part if stats is None else _merge(stats, part)
         resting = await tb.check_book()
         stats["resting_at_end"] = resting
+        stats["itch"] = tb.check_itch()
         stats["counters"] = tb.counters()
         assert stats["counters"] == tb.expected_counters(stats["events"]), \
             f"counters {stats['counters']}, expected {tb.expected_counters(stats['events'])}"
@@ -85,6 +87,7 @@ async def random_stream(dut, seed):
         eod = await tb.run(after)
         assert await tb.check_book() == 0
         tb.scoreboard.result()
+        stats["itch_with_end_of_day"] = tb.check_itch()
         stats["end_of_day"] = eod
         tb.log.info("random_stream seed=%d: %s", seed, json.dumps(stats))
         _record(f"random_stream/seed={seed}", stats)
