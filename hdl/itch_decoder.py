@@ -7,7 +7,7 @@ Ref: NASDAQ TotalView-ITCH 5.0. Per-type lengths and field offsets come from
 
 from collections import defaultdict
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -104,53 +104,87 @@ class ItchDecoder(wiring.Component):
         return self._counter_width
 
     def elaborate(self, platform):
+        # Timing: whatever depends on the type byte or on the byte's offset is decided a cycle
+        # ahead and registered, so a message's last byte meets a LUT or two between the
+        # flip-flops and the output register:
+        # - the type byte is decoded once, as it arrives, into registered ``kind``, body
+        #   ``group`` (one-hot) and ``remaining`` (bytes still expected after the current one);
+        # - a one-hot ``position`` (a shift register, not a counter compared with every offset)
+        #   and ``group`` give a registered capture ``enable`` per event byte lane, for the byte
+        #   that comes next;
+        # - ``length_ok`` says ahead of time whether the current byte, if it is the last, makes
+        #   the right length for a known type, and ``length`` counts the bytes including the
+        #   current one (saturating), so no adder or comparator sits on the ``last`` path.
         m = Module()
         beat = self.i_stream.p
         out = self.o_stream
 
-        index    = Signal(16)          # bytes of the current message accepted so far (saturates)
-        work     = Signal(FeedEvent)   # fields captured from earlier bytes of this message
-        captured = Signal(FeedEvent)   # `work` with the current byte applied
-        msg_type = Signal(8)
-        known    = Signal()
-        expected_length = Signal(16)
-        kind     = Signal(EventKind)
-        length   = Signal(16)
+        header, bodies = capture_plan()
+        groups = list(bodies)
+        if not all(2 <= spec.length <= 127 for spec in itch.SPECS.values()):
+            raise AssertionError("ITCH lengths must be in 2..127 for `remaining`")
+        # event byte lane -> [(offset, body group index, or None for the common header)]
+        sources: dict[Lane, list[tuple[int, int | None]]] = defaultdict(list)
+        for offset, lanes in header.items():
+            for lane in lanes:
+                sources[lane].append((offset, None))
+        for g, body in enumerate(groups):
+            for offset, lanes in bodies[body].items():
+                if offset < itch.HEADER_LENGTH:     # `group` is known only after the type byte
+                    raise AssertionError(f"ITCH {body} capture at {offset}, inside the header")
+                for lane in lanes:
+                    sources[lane].append((offset, g))
+        offsets = [offset for terms in sources.values() for offset, _ in terms]
+        if min(offsets) < 1:
+            raise AssertionError("offset 0 is the type byte, captured on its own")
+
+        first     = Signal(init=1)             # the current byte is a message's type byte
+        position  = Signal(max(offsets) + 1)   # one-hot: the current byte's offset (0 beyond)
+        group     = Signal(len(groups))        # one-hot: the current message's body group
+        kind      = Signal(EventKind)          # the current message's kind, if its type is known
+        remaining = Signal(7)                  # bytes expected after the current one (0: none)
+        length_ok = Signal()                   # known type, and the current byte is its last
+        length    = Signal(16, init=1)         # bytes of the current message, this one included
+        enable    = {lane: Signal(name=f"enable_{lane[0]}_{'side' if lane[1] is None else lane[1]}")
+                     for lane in sources}      # the current byte fills this lane
+        work      = Signal(FeedEvent)          # fields captured from earlier bytes (0 at first)
+        captured  = Signal(FeedEvent)          # `work` with the current byte applied
 
         accept = self.i_stream.valid & self.i_stream.ready
         m.d.comb += self.i_stream.ready.eq(~out.valid | out.ready)
 
-        m.d.comb += msg_type.eq(Mux(index == 0, beat.data, work.msg_type))
-        with m.Switch(msg_type):
-            for type_char, spec in itch.SPECS.items():
-                with m.Case(ord(type_char)):
-                    m.d.comb += [
-                        known.eq(1),
-                        expected_length.eq(spec.length),
-                        kind.eq(KIND_BY_TYPE.get(type_char, EventKind.Other)),
-                    ]
+        m.d.comb += [
+            captured.eq(work),
+            captured.msg_type.eq(Mux(first, beat.data, work.msg_type)),
+        ]
+        for (event_field, low), en in enable.items():
+            with m.If(en):
+                if low is None:
+                    m.d.comb += captured.side.eq(beat.data == ord(SIDE_SELL))
+                else:
+                    m.d.comb += getattr(captured, event_field)[low:low + 8].eq(beat.data)
 
-        with m.If(index == 0):
-            m.d.comb += [captured.eq(0), captured.msg_type.eq(beat.data)]
-        with m.Else():
-            m.d.comb += captured.eq(work)
-
-        header, bodies = capture_plan()
-        self._capture(m, captured, index, header, beat.data)
-        with m.Switch(work.msg_type):      # bodies start after the header: the type is held
-            for types, body in bodies.items():
-                with m.Case(*(ord(t) for t in types)):
-                    self._capture(m, captured, index, body, beat.data)
-
-        m.d.comb += length.eq(Mux(index == LENGTH_MAX, LENGTH_MAX, index + 1))
+        next_position = Signal.like(position)
+        m.d.comb += next_position.eq(Mux(first, 0b10, position << 1))
 
         with m.If(accept & beat.last):
             m.d.sync += [
-                index.eq(0),
+                first.eq(1),
+                position.eq(0),
+                length.eq(1),
+                length_ok.eq(0),
+                work.eq(0),
                 out.valid.eq(1),
                 self.messages.eq(self.messages + 1),
             ]
-            with m.If(~known | (length != expected_length)):
+            m.d.sync += [en.eq(0) for en in enable.values()]
+            with m.If(length_ok):
+                m.d.sync += [
+                    out.p.eq(captured),
+                    out.p.kind.eq(kind),
+                    out.p.length.eq(length),
+                ]
+            with m.Else():
                 m.d.sync += [
                     out.p.eq(0),
                     out.p.kind.eq(EventKind.Malformed),
@@ -158,30 +192,35 @@ class ItchDecoder(wiring.Component):
                     out.p.length.eq(length),
                     self.malformed.eq(self.malformed + 1),
                 ]
-            with m.Else():
-                m.d.sync += [
-                    out.p.eq(captured),
-                    out.p.kind.eq(kind),
-                    out.p.length.eq(length),
-                ]
         with m.Else():
             with m.If(accept):
                 m.d.sync += [
-                    index.eq(Mux(index == LENGTH_MAX, LENGTH_MAX, index + 1)),
+                    first.eq(0),
+                    position.eq(next_position),
+                    length.eq(Mux(length == LENGTH_MAX, LENGTH_MAX, length + 1)),
                     work.eq(captured),
                 ]
+                for lane, en in enable.items():
+                    terms = [next_position[offset] & (1 if g is None else group[g])
+                             for offset, g in sources[lane]]
+                    m.d.sync += en.eq(Cat(*terms).any())
+                with m.If(first):
+                    m.d.sync += [group.eq(0), kind.eq(0), remaining.eq(0), length_ok.eq(0)]
+                    with m.Switch(beat.data):
+                        for type_char, spec in itch.SPECS.items():
+                            with m.Case(ord(type_char)):
+                                m.d.sync += [
+                                    kind.eq(KIND_BY_TYPE.get(type_char, EventKind.Other)),
+                                    remaining.eq(spec.length - 2),
+                                    length_ok.eq(spec.length == 2),
+                                ]
+                                m.d.sync += [group[g].eq(1) for g, types in enumerate(groups)
+                                             if type_char in types]
+                with m.Else():      # an unknown type keeps `remaining` at 0: never length_ok
+                    m.d.sync += [
+                        remaining.eq(Mux(remaining == 0, 0, remaining - 1)),
+                        length_ok.eq(remaining == 1),
+                    ]
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
         return m
-
-    @staticmethod
-    def _capture(m, captured, index, plan, byte):
-        with m.Switch(index):
-            for offset, lanes in sorted(plan.items()):
-                with m.Case(offset):
-                    for event_field, low in lanes:
-                        target = getattr(captured, event_field)
-                        if low is None:
-                            m.d.comb += target.eq(byte == ord(SIDE_SELL))
-                        else:
-                            m.d.comb += target[low:low + 8].eq(byte)

@@ -12,7 +12,6 @@ cost in latency of one payload's length (see :class:`NetRx`).
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -151,7 +150,8 @@ class NetRx(wiring.Component):
 
         # --- parser state -------------------------------------------------------------------
         state     = Signal(_State)
-        off       = Signal(16)            # byte offset inside the current section
+        off       = Signal(8)             # byte offset inside the current section (saturates
+                                          # at 128: only offsets below 64 are ever compared)
         tagged    = Signal()
         etype_hi  = Signal(8)
         hlen      = Signal(6)             # IPv4 header bytes
@@ -159,10 +159,43 @@ class NetRx(wiring.Component):
         frag      = Signal()
         proto     = Signal(8)
         dst       = Signal(32)
-        csum      = Signal(21)
+        csum      = Signal(17)            # ones' complement sum, end-around carry folded as it goes
         dport     = Signal(16)
         ulen      = Signal(16)
         remaining = Signal(16)
+        # Timing: comparisons of registers that settle bytes before they are used are registered
+        # a cycle ahead, so the frame's decisions (and the FIFO write / counters behind them) see
+        # flags, not adders and wide comparators.
+        hlen_m1   = Signal(6)             # hlen - 1
+        short_ip  = Signal()              # total < hlen + 8 (valid from IPv4 offset 5)
+        ip_bad    = Signal()              # short_ip, frag or not UDP (valid from IPv4 offset 11)
+        ip_reason = Signal(RxReason)      # the first of those, as a reason
+        bad_ulen  = Signal()              # ulen != total - hlen, or ulen == 8 (valid from UDP
+                                          # offset 7)
+        ulen_nine = Signal()              # ulen == 9 (valid from UDP offset 7)
+        pay_last  = Signal()              # in Pay: remaining == 1
+        hits      = Signal(n)             # filter matches of (dst, dport) (valid from UDP offset 5)
+        # `hits` is the table's match as of now: the match registered last cycle, with last
+        # cycle's filter write (its own match registered beside it) applied.
+        hits_held = Signal(n)
+        w_valid   = Signal()
+        w_index   = Signal.like(fw.p.index)
+        w_match   = Signal()
+        m.d.sync += [
+            short_ip.eq(total < hlen + 8),
+            ip_bad.eq(short_ip | frag | (proto != 17)),
+            ip_reason.eq(Mux(short_ip, RxReason.Malformed,
+                             Mux(frag, RxReason.Fragment, RxReason.Filtered))),
+            bad_ulen.eq((ulen != total - hlen) | (ulen == 8)),
+            ulen_nine.eq(ulen == 9),
+            hits_held.eq(Cat(f_enable[i] & (f_group[i] == dst) & (f_port[i] == dport)
+                             for i in range(n))),
+            w_valid.eq(fw.valid),
+            w_index.eq(fw.p.index),
+            w_match.eq(fw.p.enable & (fw.p.group == dst) & (fw.p.port == dport)),
+        ]
+        m.d.comb += hits.eq(Cat(Mux(w_valid & (w_index == i), w_match, hits_held[i])
+                                for i in range(n)))
         reason    = Signal(RxReason)      # why a frame in Drop is being dropped
         match_idx = Signal(FILTER_INDEX_WIDTH)
         overflowed = Signal()             # a payload byte found the buffer full
@@ -173,21 +206,71 @@ class NetRx(wiring.Component):
         write      = Signal()             # this byte is a payload byte
         write_last = Signal()
         m.d.comb += next_state.eq(state)
+
+        # IPv4 header checksum. csum[16] is the end-around carry of the previous add: the running
+        # sum stays congruent (mod 0xFFFF) to the plain sum of the header words and is 0 only
+        # while that is 0, so the header is good exactly when the last add (csum + its last byte,
+        # hlen being a multiple of 4) gives 0xFFFF or 0x1FFFE. Which last byte does that is
+        # worked out a cycle ahead, so the check is a byte comparison, not an add. The cycle
+        # ahead is always an IPv4 header byte at an even offset, so that is the only add the
+        # look-ahead works from (`csum_even`; its other cycles' values are never used):
+        # 0xFFFF = csum + b  when csum[8:] == 0x0FF and b == ~csum[:8];
+        # 0x1FFFE = csum + b when csum[8:] == 0x1FF, csum[:8] != 0xFF and b == 0xFE - csum[:8],
+        #                    or csum == 0x1FEFF and b == 0xFF.
+        csum_d    = Signal(17)            # csum's next value
+        csum_even = Signal(17)            # csum + this byte as a high byte
+        c_hi_0ff  = Signal()
+        c_hi_1ff  = Signal()
+        c_1feff   = Signal()
+        c_lo_inv  = Signal(8)
+        c_lo_fe   = Signal(8)
+        m.d.comb += [
+            csum_d.eq(csum),
+            csum_even.eq(csum[:16] + csum[16] + Cat(Const(0, 8), byte)),
+        ]
+        m.d.sync += [
+            csum.eq(csum_d),
+            c_hi_0ff.eq(csum_even[8:] == 0x0FF),
+            c_hi_1ff.eq((csum_even[8:] == 0x1FF) & (csum_even[:8] != 0xFF)),
+            c_1feff.eq(csum_even == 0x1FEFF),
+            c_lo_inv.eq(~csum_even[:8]),
+            c_lo_fe.eq(0xFE - csum_even[:8]),
+        ]
+        csum_good = ((c_hi_0ff & (byte == c_lo_inv)) | (c_hi_1ff & (byte == c_lo_fe))
+                     | (c_1feff & (byte == 0xFF)))
         # Plain assignments, outside any Switch: Icarus does not evaluate a combinational block
         # at time 0 when nothing it reads changes, and `write` would stay X until it did.
         m.d.comb += [
             write.eq(state == _State.Pay),
-            write_last.eq((state == _State.Pay) & (remaining == 1)),
+            write_last.eq((state == _State.Pay) & pay_last),
         ]
+
+        # hdr_last: in Ip, the current byte is the header's last (off == hlen - 1, off != 0),
+        # kept a cycle ahead: set when the byte taken is the one before it.
+        hdr_last = Signal()
+        section_end = Signal()
+        m.d.comb += section_end.eq(((state == _State.Eth) & (off == 13))
+                                   | ((state == _State.Vlan) & (off == 3))
+                                   | hdr_last
+                                   | ((state == _State.Udp) & (off == 7)))
+        with m.If(take):
+            m.d.sync += hdr_last.eq((state == _State.Ip) & (off != 0) & ~hdr_last & ~beat.last
+                                    & (off + 1 == hlen_m1))
+        hi_08, hi_81, hi_88 = Signal(), Signal(), Signal()   # etype_hi is 0x08, 0x81, 0x88
+
+        def capture_etype_hi():
+            m.d.sync += [etype_hi.eq(byte), hi_08.eq(byte == 0x08), hi_81.eq(byte == 0x81),
+                         hi_88.eq(byte == 0x88)]
 
         def drop(why):
             m.d.comb += [drop_now.eq(1), reason_now.eq(why), next_state.eq(_State.Drop)]
 
         def ethertype_decision():
-            etype = Cat(byte, etype_hi)
-            with m.If(etype == 0x0800):
+            assert _VLAN_TYPES == (0x8100, 0x88A8)
+            lo_00 = byte == 0x00
+            with m.If(hi_08 & lo_00):
                 m.d.comb += next_state.eq(_State.Ip)
-            with m.Elif(((etype == _VLAN_TYPES[0]) | (etype == _VLAN_TYPES[1])) & ~tagged):
+            with m.Elif(((hi_81 & lo_00) | (hi_88 & (byte == 0xA8))) & ~tagged):
                 m.d.comb += next_state.eq(_State.Vlan)
             with m.Else():
                 drop(RxReason.Filtered)
@@ -195,26 +278,21 @@ class NetRx(wiring.Component):
         with m.Switch(state):
             with m.Case(_State.Eth):
                 with m.If(off == 12):
-                    m.d.sync += etype_hi.eq(byte)
+                    capture_etype_hi()
                 with m.If(off == 13):
                     ethertype_decision()
             with m.Case(_State.Vlan):
                 with m.If(off == 2):
-                    m.d.sync += etype_hi.eq(byte)
+                    capture_etype_hi()
                 with m.If(off == 3):
                     ethertype_decision()
             with m.Case(_State.Ip):
-                csum_now = Signal(21)
-                m.d.comb += csum_now.eq(csum + Mux(off[0], byte, Cat(Const(0, 8), byte)))
-                fold1 = Signal(17)
-                fold2 = Signal(17)
-                m.d.comb += [
-                    fold1.eq(csum_now[:16] + csum_now[16:]),
-                    fold2.eq(fold1[:16] + fold1[16:]),
-                ]
+                m.d.comb += csum_d.eq(csum[:16] + csum[16]
+                                      + Mux(off[0], byte, Cat(Const(0, 8), byte)))
                 with m.Switch(off):
                     with m.Case(0):
-                        m.d.sync += hlen.eq(Cat(Const(0, 2), byte[:4]))
+                        m.d.sync += [hlen.eq(Cat(Const(0, 2), byte[:4])),
+                                     hlen_m1.eq(Cat(Const(0, 2), byte[:4]) - 1)]
                         with m.If((byte[4:] != 4) | (byte[:4] < 5)):
                             drop(RxReason.Malformed)
                     with m.Case(2):
@@ -229,18 +307,13 @@ class NetRx(wiring.Component):
                         m.d.sync += proto.eq(byte)
                     with m.Case(16, 17, 18, 19):
                         m.d.sync += dst.eq(Cat(byte, dst[:24]))
-                with m.If((off != 0) & (off == hlen - 1)):
-                    with m.If(fold2[:16] != 0xFFFF):
+                with m.If(hdr_last):
+                    with m.If(~csum_good):
                         drop(RxReason.BadIpChecksum)
-                    with m.Elif(total < hlen + 8):
-                        drop(RxReason.Malformed)
-                    with m.Elif(frag):
-                        drop(RxReason.Fragment)
-                    with m.Elif(proto != 17):
-                        drop(RxReason.Filtered)
+                    with m.Elif(ip_bad):
+                        drop(ip_reason)
                     with m.Else():
                         m.d.comb += next_state.eq(_State.Udp)
-                m.d.sync += csum.eq(csum_now)
             with m.Case(_State.Udp):
                 with m.Switch(off):
                     with m.Case(2):
@@ -251,23 +324,20 @@ class NetRx(wiring.Component):
                         m.d.sync += ulen[8:].eq(byte)
                     with m.Case(5):
                         m.d.sync += ulen[:8].eq(byte)
-                hits = Signal(n)
-                m.d.comb += hits.eq(Cat(f_enable[i] & (f_group[i] == dst) & (f_port[i] == dport)
-                                        for i in range(n)))
                 with m.If(off == 7):
-                    with m.If((ulen != total - hlen) | (ulen == 8)):
+                    with m.If(bad_ulen):
                         drop(RxReason.Malformed)
                     with m.Elif(hits == 0):
                         drop(RxReason.Filtered)
                     with m.Else():
                         m.d.comb += next_state.eq(_State.Pay)
-                        m.d.sync += remaining.eq(ulen - 8)
+                        m.d.sync += [remaining.eq(ulen - 8), pay_last.eq(ulen_nine)]
                         for i in reversed(range(n)):          # lowest index wins
                             with m.If(hits[i]):
                                 m.d.sync += match_idx.eq(i)
             with m.Case(_State.Pay):
-                m.d.sync += remaining.eq(remaining - 1)
-                with m.If(remaining == 1):
+                m.d.sync += [remaining.eq(remaining - 1), pay_last.eq(remaining == 2)]
+                with m.If(pay_last):
                     m.d.comb += next_state.eq(_State.Pad)
 
         # --- packet buffer (write side) -----------------------------------------------------
@@ -275,13 +345,52 @@ class NetRx(wiring.Component):
         m.submodules.buf = buf = Memory(shape=9, depth=self._buffer_depth, init=[])
         wr = buf.write_port()
         rd = buf.read_port()
-        m.submodules.meta = meta = SyncFIFO(width=FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH,
-                                            depth=self._meta_depth)
+        # Metadata queue, one entry per committed payload. Not a SyncFIFO: taking a payload's last
+        # byte pops it a cycle later (`popping`), so the pop is not behind the buffer's read
+        # data, and meanwhile the entry after the head is what the output shows; room counts a
+        # pending pop as done, so the queue looks exactly like one popped at once. A commit
+        # writes its entry a cycle late too (`meta_w_en` is registered): the entry is first read
+        # 2 cycles after the commit, and the next commit that asks for room is a whole frame
+        # later, so neither can tell.
+        depth = self._meta_depth
+        m.submodules.meta = meta_mem = Memory(
+            shape=FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH, depth=depth, init=[])
+        meta_w     = meta_mem.write_port()
+        meta_head  = meta_mem.read_port(domain="comb")
+        meta_after = meta_mem.read_port(domain="comb")
+        produce  = Signal(range(depth))
+        consume  = Signal(range(depth))
+        consume1 = Signal(range(depth), init=1)   # consume + 1, wrapped
+        level    = Signal(range(depth + 1))
+        popping  = Signal()
+        meta_w_en   = Signal()            # a cycle after the commit
+        meta_w_rdy  = Signal()
+        meta_w_data = Signal(FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH)
+
+        def wrap_incr(v):
+            return Mux(v == depth - 1, 0, v + 1)
+
+        m.d.comb += [
+            meta_w_rdy.eq((level != depth) | popping),
+            meta_w.addr.eq(produce),
+            meta_w.data.eq(meta_w_data),
+            meta_w.en.eq(meta_w_en),
+            meta_head.addr.eq(consume),
+            meta_after.addr.eq(consume1),
+        ]
+        with m.If(meta_w_en):
+            m.d.sync += produce.eq(wrap_incr(produce))
+        with m.If(popping):
+            m.d.sync += [consume.eq(consume1), consume1.eq(wrap_incr(consume1))]
+        with m.If(meta_w_en & ~popping):
+            m.d.sync += level.eq(level + 1)
+        with m.If(popping & ~meta_w_en):
+            m.d.sync += level.eq(level - 1)
         wptr   = Signal(abits + 1)
         commit = Signal(abits + 1)
         rptr   = Signal(abits + 1)
         full   = Signal()
-        m.d.comb += full.eq((wptr - rptr)[:abits + 1] == self._buffer_depth)
+        m.d.comb += full.eq((wptr[:abits] == rptr[:abits]) & (wptr[abits] != rptr[abits]))
         write_ok = Signal()
         m.d.comb += [
             write_ok.eq(take & write & ~full),
@@ -295,7 +404,7 @@ class NetRx(wiring.Component):
         # --- frame end ----------------------------------------------------------------------
         final    = Signal(RxReason)
         complete = Signal()
-        m.d.comb += complete.eq((state == _State.Pad) | ((state == _State.Pay) & (remaining == 1)))
+        m.d.comb += complete.eq((state == _State.Pad) | ((state == _State.Pay) & pay_last))
         with m.If(beat.fcs_bad):
             m.d.comb += final.eq(RxReason.BadFcs)
         with m.Elif(drop_now):
@@ -303,28 +412,36 @@ class NetRx(wiring.Component):
         with m.Elif(state == _State.Drop):
             m.d.comb += final.eq(reason)
         with m.Elif(complete):
-            with m.If(overflowed | (write & full) | ~meta.w_rdy):
+            with m.If(overflowed | (write & full) | ~meta_w_rdy):
                 m.d.comb += final.eq(RxReason.Overflow)
             with m.Else():
                 m.d.comb += final.eq(RxReason.Accepted)
         with m.Else():
             m.d.comb += final.eq(RxReason.Malformed)
 
-        m.d.comb += meta.w_data.eq(Cat(match_idx, dport, self.cycle))
+        # The counters count a frame a cycle after its last byte (`ended`, `ended_why`), so the
+        # frame's verdict reaches them through a register.
+        ended     = Signal()
+        ended_why = Signal(RxReason)
+        m.d.sync += [ended.eq(take & beat.last), ended_why.eq(final)]
+        with m.If(ended):
+            m.d.sync += self.frames.eq(self.frames + 1)
+            with m.Switch(ended_why):
+                for why, counter in _COUNTER_OF.items():
+                    with m.Case(why):
+                        c = getattr(self, counter)
+                        m.d.sync += c.eq(c + 1)
+
+        m.d.sync += [meta_w_data.eq(Cat(match_idx, dport, self.cycle)), meta_w_en.eq(0)]
         with m.If(take):
             with m.If(beat.last):
                 m.d.sync += [
-                    state.eq(_State.Eth), off.eq(0), tagged.eq(0), csum.eq(0),
+                    state.eq(_State.Eth), off.eq(0), tagged.eq(0),
                     overflowed.eq(0),
-                    self.frames.eq(self.frames + 1),
                 ]
-                with m.Switch(final):
-                    for why, counter in _COUNTER_OF.items():
-                        with m.Case(why):
-                            c = getattr(self, counter)
-                            m.d.sync += c.eq(c + 1)
+                m.d.comb += csum_d.eq(0)
                 with m.If(final == RxReason.Accepted):
-                    m.d.comb += meta.w_en.eq(1)
+                    m.d.sync += meta_w_en.eq(1)
                     m.d.sync += [wptr.eq(wptr_next), commit.eq(wptr_next)]
                 with m.Else():
                     m.d.sync += wptr.eq(commit)
@@ -334,10 +451,12 @@ class NetRx(wiring.Component):
                     m.d.sync += overflowed.eq(1)
                 with m.If(drop_now):
                     m.d.sync += reason.eq(reason_now)
-                with m.If((next_state != state) & (state != _State.Pay)):
+                # `off` restarts where a section ends (whether the frame goes on or is dropped;
+                # Drop reads no `off`), decided from `state` and `off` alone, not the byte.
+                with m.If(section_end):
                     m.d.sync += off.eq(0)
                 with m.Else():
-                    m.d.sync += off.eq(Mux(off == 0xFFFF, off, off + 1))
+                    m.d.sync += off.eq(Mux(off[7], off, off + 1))
                 with m.If(next_state == _State.Vlan):
                     m.d.sync += tagged.eq(1)
 
@@ -358,7 +477,8 @@ class NetRx(wiring.Component):
         m.d.comb += [
             out.p.data.eq(rd.data[:8]),
             out.p.last.eq(rd.data[8]),
-            Cat(out.p.group, out.p.port, out.p.ingress).eq(meta.r_data),
-            meta.r_en.eq(out.valid & out.ready & out.p.last),
+            Cat(out.p.group, out.p.port, out.p.ingress).eq(
+                Mux(popping, meta_after.data, meta_head.data)),
         ]
+        m.d.sync += popping.eq(out.valid & out.ready & out.p.last)
         return m
