@@ -16,11 +16,7 @@ import click
 
 from tickpath.host.cli import UserError
 from tickpath.model.book import BookBuilder
-from tickpath.protocol import itch
-
-# Byte order of the magic tells the file's byte order; a1b23c4d is the nanosecond variant.
-PCAP_MAGICS = {bytes.fromhex(m) for m in ("a1b2c3d4", "d4c3b2a1", "a1b23c4d", "4d3cb2a1")}
-PCAPNG_MAGIC = bytes.fromhex("0a0d0d0a")
+from tickpath.protocol import itch, pcap
 
 # Always shown in the summary, even at zero, so a clean run says so.
 REPORTED_ANOMALIES = ("unknown_reference", "overfill", "duplicate_add")
@@ -54,7 +50,6 @@ ENGINES: dict[str, Callable[[Iterable[bytes], int | None], Any]] = {
 
 
 def _iter_pcap(path: pathlib.Path) -> Iterator[bytes]:
-    from tickpath.protocol import pcap
     for number, (_, _, packet) in enumerate(pcap.iter_mold_messages(path), 1):
         for index, raw in enumerate(packet.messages):
             spec = itch.SPECS.get(chr(raw[0])) if raw else None
@@ -79,10 +74,10 @@ def _iter_binaryfile(path: pathlib.Path) -> Iterator[bytes]:
 def iter_raw_messages(path: pathlib.Path) -> Iterator[bytes]:
     """The ITCH messages of a pcap (MoldUDP64 over UDP) or BinaryFILE, told apart by content."""
     with path.open("rb") as f:
-        magic = f.read(4)
-    if magic in PCAP_MAGICS:
+        kind = pcap.file_kind(f.read(4))
+    if kind == "pcap":
         return _iter_pcap(path)
-    if magic == PCAPNG_MAGIC:
+    if kind == "pcapng":
         raise UserError(f"{path}: pcapng is not supported; convert it with "
                         "`editcap -F pcap IN OUT`")
     return _iter_binaryfile(path)

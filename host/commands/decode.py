@@ -17,10 +17,9 @@ import click
 from tickpath.host.cli import UserError
 from tickpath.protocol import itch
 from tickpath.protocol.moldudp64 import MoldError, decode_packet
-from tickpath.protocol.pcap import PCAP_MAGICS, PcapError, iter_pcap_records, parse_udp_frame
+from tickpath.protocol.pcap import PcapError, file_kind, iter_pcap_records, parse_udp_frame
 
 _CHUNK = 4096
-_PCAPNG_MAGIC = 0x0A0D0D0A
 
 
 class _Stats:
@@ -99,12 +98,12 @@ def command(file: pathlib.Path, summary: bool) -> None:
         raise UserError(f"{file}: no such file") from None
     except OSError as e:
         raise UserError(f"{file}: cannot read: {e.strerror or e}") from None
-    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    kind = file_kind(data[:4])
     stats = _Stats()
-    if magic == _PCAPNG_MAGIC:
+    if kind == "pcapng":
         raise UserError(f"{file}: pcapng is not supported; convert with "
                         "'editcap -F pcap' first")
-    is_pcap = magic in PCAP_MAGICS
+    is_pcap = kind == "pcap"
     dicts = _pcap_dicts(file, stats) if is_pcap else _binaryfile_dicts(data, stats)
     try:
         if summary:

@@ -51,24 +51,12 @@ def _load_feed(path: pathlib.Path | None, synthetic: int | None) -> tuple[str, l
 
 
 def book_from_events(events) -> object:
-    """Drive the golden book builder's primitives from decoded feed events."""
+    """Drive the golden book builder from decoded feed events."""
     from tickpath.model.book import BookBuilder
-    from tickpath.protocol.feed import EventKind
 
     book = BookBuilder()
     for ev in events:
-        kind = ev["kind"]
-        if kind is EventKind.Add:
-            book.add(ev["order_ref"], ev["stock_locate"], "S" if ev["side"] else "B",
-                     ev["shares"], ev["price"])
-        elif kind in (EventKind.Execute, EventKind.ExecuteWithPrice):
-            book.execute(ev["order_ref"], ev["shares"])
-        elif kind is EventKind.Cancel:
-            book.cancel(ev["order_ref"], ev["shares"])
-        elif kind is EventKind.Delete:
-            book.delete(ev["order_ref"])
-        elif kind is EventKind.Replace:
-            book.replace(ev["order_ref"], ev["new_order_ref"], ev["shares"], ev["price"])
+        book.apply_event(ev)
     return book
 
 

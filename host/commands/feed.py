@@ -43,7 +43,7 @@ def _read_messages(path: str) -> list[bytes]:
     try:
         with open(path, "rb") as f:
             head = f.read(4)
-            if len(head) == 4 and int.from_bytes(head, "big") in pcap.PCAP_MAGICS:
+            if pcap.file_kind(head) == "pcap":
                 f.seek(0)
                 return [m for _ts, _d, p in pcap.iter_mold_messages(f) for m in p.messages]
             data = head + f.read()

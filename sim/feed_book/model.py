@@ -64,18 +64,7 @@ class FeedBookModel:
         return self.buckets.setdefault(bucket_of(ref, self.bucket_bits), {})
 
     def _golden(self, ev: dict[str, Any]) -> None:
-        kind, g = ev["kind"], self.golden
-        if kind is EventKind.Add:
-            g.add(ev["order_ref"], ev["stock_locate"], SELL if ev["side"] else BUY,
-                  ev["shares"], ev["price"])
-        elif kind in (EventKind.Execute, EventKind.ExecuteWithPrice):
-            g.execute(ev["order_ref"], ev["shares"])
-        elif kind is EventKind.Cancel:
-            g.cancel(ev["order_ref"], ev["shares"])
-        elif kind is EventKind.Delete:
-            g.delete(ev["order_ref"])
-        elif kind is EventKind.Replace:
-            g.replace(ev["order_ref"], ev["new_order_ref"], ev["shares"], ev["price"])
+        self.golden.apply_event(ev)
 
     def table_op(self, ev: dict[str, Any]) -> dict[str, Any] | None:
         """The order table's op for one event (None: no op), updating the table."""

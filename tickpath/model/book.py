@@ -172,6 +172,26 @@ class BookBuilder:
             prices = book_side.prices
             del prices[bisect_left(prices, price)]
 
+    # --- normalised feed events (what the gateware's ITCH decoder emits) ---------------
+
+    def apply_event(self, ev: dict[str, Any]) -> None:
+        """Apply one :class:`tickpath.protocol.feed.FeedEvent` (as a dict) through the
+        primitives; kinds that do not touch the book are ignored."""
+        from tickpath.protocol.feed import EventKind  # the layouts need amaranth: load late
+
+        kind = ev["kind"]
+        if kind is EventKind.Add:
+            self.add(ev["order_ref"], ev["stock_locate"], SELL if ev["side"] else BUY,
+                     ev["shares"], ev["price"])
+        elif kind is EventKind.Execute or kind is EventKind.ExecuteWithPrice:
+            self.execute(ev["order_ref"], ev["shares"])
+        elif kind is EventKind.Cancel:
+            self.cancel(ev["order_ref"], ev["shares"])
+        elif kind is EventKind.Delete:
+            self.delete(ev["order_ref"])
+        elif kind is EventKind.Replace:
+            self.replace(ev["order_ref"], ev["new_order_ref"], ev["shares"], ev["price"])
+
     # --- ITCH front end -----------------------------------------------------------------
 
     def apply(self, msg: itch.ItchMessage) -> None:

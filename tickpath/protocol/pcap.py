@@ -30,6 +30,7 @@ __all__ = [
     "PcapError", "UdpDatagram", "TcpSegment", "udp_frame", "parse_udp_frame",
     "parse_tcp_frame", "write_pcap", "read_pcap", "iter_pcap_records", "iter_mold_messages",
     "iter_udp_datagrams", "iter_tcp_segments", "multicast_mac", "pcap_bytes", "PCAP_MAGICS",
+    "PCAPNG_MAGIC", "file_kind",
 ]
 
 DEFAULT_SRC_MAC = "02:00:00:00:00:01"      # locally administered
@@ -45,6 +46,17 @@ PCAP_MAGICS: dict[int, tuple[str, bool]] = {
     dpcap.PMUDPCT_MAGIC: ("<", False),
     dpcap.PMUDPCT_MAGIC_NANO: ("<", True),
 }
+PCAPNG_MAGIC = 0x0A0D0D0A
+
+
+def file_kind(head: bytes) -> str:
+    """``"pcap"``, ``"pcapng"`` or ``"other"`` (e.g. a BinaryFILE), from a file's first bytes."""
+    if len(head) < 4:
+        return "other"
+    magic = int.from_bytes(head[:4], "big")
+    if magic in PCAP_MAGICS:
+        return "pcap"
+    return "pcapng" if magic == PCAPNG_MAGIC else "other"
 
 
 class PcapError(ValueError):
