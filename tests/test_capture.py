@@ -98,8 +98,9 @@ def test_socket_two_groups_every_datagram_once():
         mine = [d for d in got if d.dst == (g.addr, g.port)]
         assert [d.payload for d in mine] == sent[g]                  # complete, in order, once
         assert all(d.src[0] == "127.0.0.1" and d.frame is None for d in mine)
-        ts = [d.ts_ns for d in mine]
-        assert ts == sorted(ts)
+    # Not asserted: kernel timestamps in arrival order. The kernel turns rx stamping on through
+    # a deferred static key, so the first datagrams after SO_TIMESTAMPNS may be stamped at
+    # recvmsg time instead, later than datagrams behind them. The window check below holds.
     check_timestamps(got, t0, t1)
     assert (st.received, st.dropped, st.truncated) == (600, 0, 0)
     assert st.bytes == sum(len(p) for v in sent.values() for p in v)
