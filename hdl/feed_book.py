@@ -3,8 +3,10 @@
 ``source="events"`` takes :class:`~tickpath.protocol.feed.FeedEvent` directly (ingress = the cycle
 the event is taken); ``source="itch"`` takes ITCH message bytes through
 :class:`~tickpath.hdl.itch_decoder.ItchDecoder` (ingress = the cycle the message's last byte is
-taken, carried beside the decoder in a small FIFO). Egress is the cycle an update is first valid;
-both come from the book's free-running ``cycle`` counter.
+taken, carried beside the decoder in a small FIFO); ``source="messages"`` takes the sequencer's
+:data:`~tickpath.protocol.netfeed.MessageBeat` and keeps the ingress stamp the message arrived
+with (the cycle its frame's last byte reached ``NetRx``: both count cycles from reset). Egress is
+the cycle an update is first valid, from the book's free-running ``cycle`` counter.
 """
 
 from amaranth.hdl import Module
@@ -24,6 +26,9 @@ from tickpath.protocol.bookfeed import (
     book_update_layout,
 )
 from tickpath.protocol.feed import ByteBeat, FeedEvent
+from tickpath.protocol.netfeed import MessageBeat
+
+_INPUTS = {"events": FeedEvent, "itch": ByteBeat, "messages": MessageBeat}
 
 __all__ = ["FeedBook", "COUNTERS"]
 
@@ -37,7 +42,7 @@ class FeedBook(wiring.Component):
 
     Parameters
     ----------
-    source : ``"events"`` or ``"itch"``
+    source : ``"events"``, ``"itch"`` or ``"messages"``
     capacity, ways, locate_bits, subscriptions
         As :class:`~tickpath.hdl.order_table.OrderTable`.
     slots, levels, depth
@@ -45,26 +50,26 @@ class FeedBook(wiring.Component):
 
     Members
     -------
-    i_stream : ``In(stream.Signature(FeedEvent))`` or ``In(stream.Signature(ByteBeat))``
+    i_stream : ``In(stream.Signature(FeedEvent | ByteBeat | MessageBeat))``, by ``source``
     o_stream : ``Out(stream.Signature(book_update_layout(depth)))``
     subscribe, query, clear
         As on the order table and the book.
     invalid : ``Out(slots)``
     cycle : ``Out(CYCLE_WIDTH)``
     events, ignored, ..., book_ops, book_updates, ... : ``Out(32)``
-        :data:`COUNTERS`; with ``source="itch"`` also ``messages`` and ``malformed``.
+        :data:`COUNTERS`; with a decoder also ``messages`` and ``malformed``.
     """
 
     def __init__(self, *, source="events", capacity=8192, ways=8, slots=256, locate_bits=14,
                  subscriptions=None, levels=16, depth=8):
-        if source not in ("events", "itch"):
-            raise ValueError(f"source must be 'events' or 'itch', not {source!r}")
+        if source not in _INPUTS:
+            raise ValueError(f"source must be one of {', '.join(_INPUTS)}, not {source!r}")
         self._source = source
         self._table = OrderTable(capacity=capacity, ways=ways, slots=slots,
                                  locate_bits=locate_bits, subscriptions=subscriptions)
         self._book = Book(slots=slots, levels=levels, depth=depth)
         members = {
-            "i_stream":  In(stream.Signature(FeedEvent if source == "events" else ByteBeat)),
+            "i_stream":  In(stream.Signature(_INPUTS[source])),
             "o_stream":  Out(stream.Signature(book_update_layout(depth))),
             "subscribe": In(stream.Signature(Subscription)),
             "query":     In(stream.Signature(BookQuery)),
@@ -73,7 +78,7 @@ class FeedBook(wiring.Component):
             "cycle":     Out(CYCLE_WIDTH),
         }
         members.update({name: Out(32) for name in COUNTERS})
-        if source == "itch":
+        if source != "events":
             members.update({"messages": Out(32), "malformed": Out(32)})
         super().__init__(members)
 
@@ -111,11 +116,14 @@ class FeedBook(wiring.Component):
         else:
             m.submodules.decoder = decoder = ItchDecoder()
             m.submodules.stamps = stamps = fifo.SyncFIFO(width=CYCLE_WIDTH, depth=4)
-            wiring.connect(m, wiring.flipped(self.i_stream), decoder.i_stream)
             i = self.i_stream
             m.d.comb += [
+                decoder.i_stream.valid.eq(i.valid),
+                decoder.i_stream.p.data.eq(i.p.data),
+                decoder.i_stream.p.last.eq(i.p.last),
+                i.ready.eq(decoder.i_stream.ready),
                 stamps.w_en.eq(i.valid & i.ready & i.p.last),
-                stamps.w_data.eq(book.cycle),
+                stamps.w_data.eq(book.cycle if self._source == "itch" else i.p.ingress),
                 events.valid.eq(decoder.o_stream.valid & stamps.r_rdy),
                 decoder.o_stream.ready.eq(events.ready & stamps.r_rdy),
                 events.p.as_value()[:feed_width].eq(decoder.o_stream.p.as_value()),
