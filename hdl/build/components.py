@@ -50,6 +50,10 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
     Entry("feed_book",       "tickpath.hdl.feed_book:FeedBook",
           {E85: {"capacity": 8192, "slots": 256}, E25: {"capacity": 2048, "slots": 64},
            UP5K: {"capacity": 512, "slots": 8}}),
+    Entry("feed_path",       "tickpath.hdl.feed_path:FeedPath",
+          {E85: {"capacity": 8192, "slots": 256}, E25: {"capacity": 2048, "slots": 64},
+           UP5K: {"capacity": 512, "slots": 8, "levels": 8, "host_depth": 256,
+                  "buffer_depth": 1024}}),
     Entry("matching_engine", "tickpath.hdl.matching:MatchingEngine", {}),
     # the feed path's network front (NetRx -> MoldSequencer -> ItchDecoder), joined in sim/ for now
     Entry("feed_chain",      "tickpath.sim.feed_chain.top:FeedChain", {}),
