@@ -8,9 +8,9 @@ harness, a UART, PCIe BAR0), so no address is ever written down twice.
 Access: ``"r"`` status (the bank samples a gateware signal: counters, cycle, occupancy),
 ``"rw"`` control (the bank holds the value; it reads back), ``"w"`` command (a write pulses a
 strobe beside the value, e.g. "commit this filter entry"; reads return 0). A value wider than 32
-bits takes consecutive words, least significant first (``name``, ``name_1``, ...), so a 64-bit
-counter reads as two words; the host reads the high word, the low, then the high again and
-retries if it moved (the bank latches nothing).
+bits takes consecutive words, least significant first, so a 64-bit counter reads as two words;
+the host reads the top word, the others, then the top again and retries if it moved (the bank
+latches nothing).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ WORD_BITS = 32
 ADDRESS_BITS = 12          # 4096 words per block: enough for every counter and table window
 
 ACCESS = ("r", "rw", "w")
+MAX_WIDTH = 256
 
 
 class RegisterError(ValueError):
@@ -35,7 +36,7 @@ class RegisterError(ValueError):
 class Register:
     name: str
     address: int            # word address of the least significant word
-    width: int              # bits (1..64)
+    width: int              # bits (1..MAX_WIDTH)
     access: str             # "r", "rw" or "w"
     reset: int = 0
     doc: str = ""
@@ -60,8 +61,8 @@ class RegisterMap:
             if access not in ACCESS:
                 raise RegisterError(f"{name}.{rname}: access must be one of {ACCESS}, "
                                     f"not {access!r}")
-            if not 1 <= width <= 64:
-                raise RegisterError(f"{name}.{rname}: width must be 1..64, not {width}")
+            if not 1 <= width <= MAX_WIDTH:
+                raise RegisterError(f"{name}.{rname}: width must be 1..{MAX_WIDTH}, not {width}")
             if not 0 <= reset < 1 << width:
                 raise RegisterError(f"{name}.{rname}: reset {reset} does not fit {width} bits")
             reg = Register(rname, address, width, access, reset, doc)
@@ -111,11 +112,14 @@ class RegisterClient:
             raise RegisterError(f"{self.map.name}.{name} is write-only")
         if reg.words == 1:
             return self._read(reg.address) & ((1 << reg.width) - 1)
+        top = reg.address + reg.words - 1
         for _ in range(4):          # a counter may carry between the words: re-read
-            hi = self._read(reg.address + 1)
-            lo = self._read(reg.address)
-            if self._read(reg.address + 1) == hi:
-                return (hi << WORD_BITS | lo) & ((1 << reg.width) - 1)
+            hi = self._read(top)
+            value = 0
+            for word in range(reg.words - 1):
+                value |= self._read(reg.address + word) << (WORD_BITS * word)
+            if self._read(top) == hi:
+                return (hi << (WORD_BITS * (reg.words - 1)) | value) & ((1 << reg.width) - 1)
         raise RegisterError(f"{self.map.name}.{name} kept moving while read")
 
     def write(self, name: str, value: int) -> None:
