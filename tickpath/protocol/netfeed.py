@@ -18,6 +18,7 @@ __all__ = [
     "FrameBeat", "FilterWrite", "UdpBeat", "MessageBeat", "SeqEventKind", "SeqEvent",
     "RxReason", "RX_COUNTERS", "SEQ_COUNTERS",
     "ip_int", "session_int", "filter_write", "frame_beats", "udp_beats",
+    "wide_frame_beat", "wide_udp_beat", "wide_message_beat",
 ]
 
 #: Width of the free-running cycle counter stamped at ingress (wraps after 26 days at 125 MHz).
@@ -58,6 +59,31 @@ MessageBeat = data.StructLayout({
     "sequence": 64,
     "ingress":  TIMESTAMP_WIDTH,
 })
+
+
+def _wide(width: int, extra: dict[str, Any]) -> data.StructLayout:
+    from tickpath.protocol.feed import wide_beat
+    fields = {name: field.shape for name, field in wide_beat(width)}
+    return data.StructLayout({**fields, **extra})
+
+
+def wide_frame_beat(width: int) -> data.StructLayout:
+    """:data:`FrameBeat` ``width`` bytes a beat (8: the 10 GbE MAC's 64 bits): the
+    :func:`~tickpath.protocol.feed.wide_beat` fields (``data``, ``last``, ``first``,
+    ``nbytes``), then ``fcs_bad`` (valid with ``last``)."""
+    return _wide(width, {"fcs_bad": 1})
+
+
+def wide_udp_beat(width: int) -> data.StructLayout:
+    """:data:`UdpBeat` ``width`` bytes a beat: one UDP payload per packet, lane 0 its first
+    byte; ``group``, ``port`` and ``ingress`` as :data:`UdpBeat`, the same on every beat."""
+    return _wide(width, {"group": FILTER_INDEX_WIDTH, "port": 16, "ingress": TIMESTAMP_WIDTH})
+
+
+def wide_message_beat(width: int) -> data.StructLayout:
+    """:data:`MessageBeat` ``width`` bytes a beat: one ITCH message per packet, its type byte
+    in lane 0; ``sequence`` and ``ingress`` as :data:`MessageBeat`."""
+    return _wide(width, {"sequence": 64, "ingress": TIMESTAMP_WIDTH})
 
 
 class SeqEventKind(enum.Enum, shape=2):
