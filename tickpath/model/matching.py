@@ -43,11 +43,19 @@ Replace
     token as ``contra_id`` and the new shares and price. The same price with the same or fewer
     shares keeps time priority; otherwise the order loses priority, and as a new aggressor may
     execute (events under the new token) before its remainder rests.
-End of day (``Action.EndOfDay``)
+End of day (``Action.EndOfDay`` with ``min_qty`` 0)
     Every resting order, oldest ITCH reference first, is canceled reason ``E``; then ``closed``.
     Every later action is rejected ``C``.
+Mass cancel (``Action.EndOfDay`` with ``min_qty`` :data:`MASS_CANCEL_FIRM` or
+:data:`MASS_CANCEL_ALL`: the risk gate's kill and dead-man switches)
+    Every resting order of firm ``firm`` (``MASS_CANCEL_FIRM``) or of every firm
+    (``MASS_CANCEL_ALL``), oldest ITCH reference first, is canceled reason ``S`` (all its open
+    shares; ITCH ``D``). Nothing else happens, and no event at all if nothing rests (the only
+    action that may have none; ``last`` is on its final cancel). Any other nonzero ``min_qty``
+    on an end-of-day record is rejected ``O``.
 Events
-    Every action produces at least one event; ``last`` is set on its final event only. A
+    Every action but a mass cancel produces at least one event; ``last`` is set on its final
+    event only. A
     ``rejected`` event copies the action's token, side, symbol, shares and price. ``canceled``,
     ``executed`` and ``replaced`` carry the order's side, symbol and (resting or limit) price.
 
@@ -88,11 +96,14 @@ from tickpath.protocol.records import (
     TimeInForce,
 )
 
-__all__ = ["MatchingModel", "MIN_PRICE", "MAX_PRICE", "MAX_SHARES", "valid_price"]
+__all__ = ["MatchingModel", "MIN_PRICE", "MAX_PRICE", "MAX_SHARES", "valid_price",
+           "MASS_CANCEL_FIRM", "MASS_CANCEL_ALL"]
 
 MIN_PRICE = 10_000               # $1.00
 MAX_PRICE = 1_999_999_900        # $199,999.9900
 MAX_SHARES = 999_999
+MASS_CANCEL_FIRM = 1             # ``min_qty`` of an end-of-day record: cancel one firm's orders
+MASS_CANCEL_ALL = 2              # ... every firm's
 
 _SIDE_CHAR = {Side.Buy: "B", Side.Sell: "S"}
 
@@ -100,6 +111,7 @@ _ACCEPTED, _EXECUTED, _CANCELED = EventKind.Accepted, EventKind.Executed, EventK
 _REPLACED, _REJECTED, _CLOSED = EventKind.Replaced, EventKind.Rejected, EventKind.Closed
 _USER, _IOC = CancelReason.User, CancelReason.ImmediateOrCancel
 _SELF_MATCH, _EXPIRED = CancelReason.SelfMatch, CancelReason.EndOfDay
+_SUPERVISORY = CancelReason.Supervisory
 
 _tuple_new = tuple.__new__
 
@@ -225,7 +237,15 @@ class MatchingModel:
         elif action is Action.Replace:
             events = self._replace(order)
         elif action is Action.EndOfDay:
-            events = self._end_of_day()
+            mode = order.min_qty
+            if mode == 0:
+                events = self._end_of_day()
+            elif mode in (MASS_CANCEL_FIRM, MASS_CANCEL_ALL):
+                events = self._mass_cancel(None if mode == MASS_CANCEL_ALL else order.firm)
+                if not events:
+                    return events
+            else:
+                events = [self._reject(order, RejectReason.Other)]
         else:
             events = [self._reject(order, RejectReason.Other)]
         final = events[-1]
@@ -340,6 +360,18 @@ class MatchingModel:
         self.itch.append(_S(0, 0, clock, "C"))
         self._closed = True
         events.append(Event(_CLOSED, 0, Side.Buy, 0, 0, 0, 0, 0, 0, 0))
+        return events
+
+    def _mass_cancel(self, firm: int | None) -> list[Event]:
+        events = []
+        clock = self._clock
+        for r in sorted(self._live.values(), key=lambda r: r.ref):
+            if firm is not None and r.firm != firm:
+                continue
+            events.append(Event(_CANCELED, 0, r.side, _SUPERVISORY, r.token, 0, r.symbol, r.open,
+                                r.price, 0))
+            self._remove(r)
+            self.itch.append(_D(r.locate, 0, clock, r.ref))
         return events
 
     # --- book mechanics -------------------------------------------------------------------

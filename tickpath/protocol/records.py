@@ -32,6 +32,13 @@ Rejected (OUCH 4.2 codes where one fits, lower case for our own): ``X`` invalid 
 invalid shares, ``S`` unknown symbol, ``N`` invalid minimum quantity, ``C`` market closed (after
 end of day), ``O`` other (a field value outside its enum), ``u`` unknown or finished token
 (cancel, replace), ``d`` token already live (enter, replace's new token), ``f`` order store full.
+
+Rejected by the pre-trade risk gate (:mod:`tickpath.model.risk_gate`, ``hdl/matching/risk_gate``):
+``k`` kill switch (the firm's or global), ``m`` dead-man switch (no host heartbeat), ``H`` symbol
+halted (OUCH 4.2's code), ``q`` shares above the maximum order size, ``r`` no reference price
+where one is needed, ``n`` notional above the maximum, ``c`` price outside the collar, ``p``
+position limit (counting open orders), ``t`` order-rate limit (token bucket empty). The kill and
+dead-man switches cancel resting orders with reason ``S``.
 """
 
 # No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
@@ -99,6 +106,16 @@ class RejectReason(py_enum.IntEnum):
     UnknownToken = ord("u")
     DuplicateToken = ord("d")
     Full = ord("f")
+    # the pre-trade risk gate's own
+    Killed = ord("k")
+    DeadMan = ord("m")
+    Halted = ord("H")
+    MaxShares = ord("q")
+    NoReference = ord("r")
+    MaxNotional = ord("n")
+    Collar = ord("c")
+    Position = ord("p")
+    Rate = ord("t")
 
 
 class OrderRecord(data.Struct):
