@@ -26,18 +26,20 @@ Deviations from the model (none reachable while the host honours the bounds)
 * memories are not cleared by reset: end of day empties the order store, the token table
   and the levels, so a reset after it starts a clean day (a reset mid-day does not).
 
-ITCH output (``itch=True``, the default): the FSM writes one ITCH record
-(:mod:`.itch_out`) in the same cycle as the event it goes with, into a queue of ``itch_depth``
-records; :class:`~.itch_out.ItchSerializer` turns them into bytes (``itch_stream``, one byte a
-cycle, ``last`` on each message's end), exactly ``MatchingModel.itch`` encoded: ``S`` ``O``
-first after reset (timestamp 0), ``R`` at a symbol's first accepted enter (locates 1, 2, 3...
-kept in registers), ``A``/``U`` when an order rests, ``E`` per fill, ``X`` for a partial cancel
-or a priority-keeping replace that reduces, ``D`` for a full cancel, a self-match cancel, a
+ITCH output (``itch=True``, the default): the FSM writes one ITCH record (:mod:`.itch_out`) in
+the same cycle as the event it goes with, into a queue of ``itch_depth`` records;
+:class:`~.itch_out.ItchSerializer` turns them into messages (``itch_stream``, ``itch_width``
+bytes a beat, ``first``/``last`` on each message's first and last beat, each beat stamped with
+the cycle its action was taken in), exactly ``MatchingModel.itch`` encoded: ``S`` ``O`` first
+after reset (timestamp 0), ``R`` at a symbol's first accepted enter (locates 1, 2, 3... kept in
+registers), ``A``/``U`` when an order rests, ``E`` per fill, ``X`` for a partial cancel or a
+priority-keeping replace that reduces, ``D`` for a full cancel, a self-match cancel, a
 priority-losing replace whose price reaches the contra best, and end of day; ``S`` ``C`` with
 ``closed``. Timestamps count actions taken. The ITCH path costs no cycle while the queue has
-room (an ITCH message's first byte leaves in the cycle of its event, or the one after); a full
-queue holds the engine back, so sustained throughput is bounded by the ITCH bytes (A 36, E 31,
-D 19... one a cycle).
+room (an ITCH message's first beat leaves in the cycle of its event, or the one after); a full
+queue holds the engine back, so sustained throughput is bounded by the ITCH beats (A 36 bytes, E
+31, D 19...: 5, 4, 3 beats at ``itch_width`` 8, below a resting enter's 7 cycles).
+:class:`~.market_data.MarketData` frames the stream into MoldUDP64 packets.
 
 Cycles from an action taken to its first event out, = cycles per action (``o_stream`` ready):
 reject 3; resting enter 7; cancel 4; priority-keeping replace 6. Crossing: accepted out at 4,
@@ -52,7 +54,6 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from tickpath.model.matching import MAX_PRICE, MAX_SHARES, MIN_PRICE
-from tickpath.protocol.feed import ByteBeat
 from tickpath.protocol.records import (
     Action,
     CancelReason,
@@ -65,7 +66,13 @@ from tickpath.protocol.records import (
     TimeInForce,
 )
 
-from .itch_out import ITCH_TYPES, ItchSerializer, default_stocks, itch_record_layout
+from .itch_out import (
+    ITCH_TYPES,
+    ItchSerializer,
+    default_stocks,
+    itch_beat_layout,
+    itch_record_layout,
+)
 from .layouts import SHARES_WIDTH, level_layout, slot_layout, token_entry_layout
 
 __all__ = ["MatchingEngine"]
@@ -90,6 +97,8 @@ class MatchingEngine(wiring.Component):
         ITCH stock name of each symbol id (default ``SYM0``, ``SYM1``...).
     itch_depth : int
         ITCH records queued before the serializer; a full queue holds the engine back.
+    itch_width : int
+        ITCH bytes per ``itch_stream`` beat (8: a 64-bit stream; 1: bytes, as a ``ByteBeat``).
 
     Members
     -------
@@ -97,9 +106,11 @@ class MatchingEngine(wiring.Component):
         Actions, one at a time (ready while the engine is idle).
     o_stream : ``Out(stream.Signature(EventRecord))``
         Events in order; ``last`` on the final event of each action.
-    itch_stream : ``Out(stream.Signature(ByteBeat))``
-        The engine's ITCH 5.0 messages as bytes, ``last`` on each message's final byte:
+    itch_stream : ``Out(stream.Signature(itch_beat_layout(itch_width)))``
+        The engine's ITCH 5.0 messages, one per packet, ``itch_width`` bytes a beat:
         exactly ``MatchingModel.itch`` encoded (S, R, A, E, X, D, U, as its docstring pins).
+        ``ingress`` on every beat: the cycle (since reset) its action was taken in (``S O``:
+        the cycle its record was written).
     busy : ``Out(1)``
         An action is in progress.
     free : ``Out(range(capacity + 1))``
@@ -113,7 +124,7 @@ class MatchingEngine(wiring.Component):
     """
 
     def __init__(self, *, symbols=4, capacity=64, levels=8, token_bits=10, itch=True,
-                 stocks=None, itch_depth=16):
+                 stocks=None, itch_depth=16, itch_width=8):
         if symbols not in range(1, 1 << 16):
             raise ValueError(f"symbols must be in 1..65535, not {symbols}")
         if capacity < 2:
@@ -133,6 +144,9 @@ class MatchingEngine(wiring.Component):
         if itch_depth < 2:
             raise ValueError(f"itch_depth must be at least 2, not {itch_depth}")
         self._itch_depth = itch_depth
+        if itch_width not in range(1, 65):
+            raise ValueError(f"itch_width must be in 1..64 bytes, not {itch_width}")
+        self._itch_width = itch_width
         self.slot_width = ceil_log2(capacity)
         self.symbol_width = max(ceil_log2(symbols), 1)
         self.level_width = max(ceil_log2(levels), 1)
@@ -142,7 +156,7 @@ class MatchingEngine(wiring.Component):
         super().__init__({
             "i_stream":   In(stream.Signature(OrderRecord)),
             "o_stream":   Out(stream.Signature(EventRecord)),
-            "itch_stream": Out(stream.Signature(ByteBeat)),
+            "itch_stream": Out(stream.Signature(itch_beat_layout(itch_width))),
             "busy":       Out(1),
             "free":       Out(range(capacity + 1)),
             "actions":    Out(32),
@@ -162,6 +176,7 @@ class MatchingEngine(wiring.Component):
     token_bits = property(lambda self: self._token_bits)
     itch = property(lambda self: self._itch)
     stocks = property(lambda self: self._stocks)
+    itch_width = property(lambda self: self._itch_width)
 
     def elaborate(self, platform):
         m = Module()
@@ -288,14 +303,21 @@ class MatchingEngine(wiring.Component):
         next_loc = Signal(16, init=1)
         u_pending = Signal()                        # a priority-losing replace that rests as U
         u_ref = Signal(32)
+        cycle = Signal.like(it.ingress)             # cycles since reset
+        taken_at = Signal.like(it.ingress)          # the cycle the current action was taken
+        m.d.sync += cycle.eq(cycle + 1)
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += taken_at.eq(cycle)
         if self._itch:
             m.submodules.itch = ser = ItchSerializer(stocks=self._stocks, symbol_width=YW,
-                                                     depth=self._itch_depth)
+                                                     depth=self._itch_depth,
+                                                     width=self._itch_width)
             wiring.connect(m, wiring.flipped(self.itch_stream), ser.o_stream)
             m.d.comb += [ser.i_stream.valid.eq(it_we), ser.i_stream.payload.eq(it),
                          it_room.eq(ser.i_stream.ready)]
             with m.If(so_pending):
-                m.d.comb += [it_we.eq(1), it.eq(0), it.type.eq(ITCH_TYPES.index("S"))]
+                m.d.comb += [it_we.eq(1), it.eq(0), it.type.eq(ITCH_TYPES.index("S")),
+                             it.ingress.eq(cycle)]
                 with m.If(it_room):
                     m.d.sync += so_pending.eq(0)
         else:
@@ -309,6 +331,7 @@ class MatchingEngine(wiring.Component):
                 it.locate.eq(loc[symbol] if locate is None else locate),
                 it.timestamp.eq(clock), it.ref.eq(ref), it.ref2.eq(ref2), it.shares.eq(shares),
                 it.price.eq(price), it.match.eq(match), it.side.eq(side), it.close.eq(close),
+                it.ingress.eq(taken_at),
             ]
 
         # --- combinational searches over the levels of the book being worked -------------

@@ -1,8 +1,10 @@
 """cocotb testbench for MatchingEngine: OrderRecord actions in, EventRecord events out, every
 event scoreboarded in order against the golden MatchingModel; the final book (levels, queues,
 tokens, open shares, ITCH references) read back through the ``peek`` port and compared. The
-ITCH output (bytes, ``last`` per message) is compared byte for byte with ``MatchingModel.itch``
-encoded, and its messages fed into the golden BookBuilder must rebuild the model's book."""
+ITCH output (``itch_width`` bytes a beat, ``first``/``last`` per message) is compared byte for
+byte with ``MatchingModel.itch`` encoded, its messages fed into the golden BookBuilder must
+rebuild the model's book, and each message's ``ingress`` stamp is the cycle its action was
+taken in."""
 
 import random
 from collections import defaultdict
@@ -11,10 +13,11 @@ from typing import Any
 import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
+from tickpath.hdl.matching.itch_out import itch_beat_layout
 from tickpath.hdl.matching.layouts import level_layout, slot_layout
 from tickpath.model.book import BookBuilder
 from tickpath.protocol import itch
-from tickpath.protocol.feed import ByteBeat
+from tickpath.protocol.feed import join_wide_beats
 from tickpath.protocol.records import (
     Action,
     EventKind,
@@ -28,7 +31,7 @@ from tickpath.sim.common.stream import StreamDriver, StreamMonitor, make_unpacke
 from tickpath.sim.common.tb import TB
 from tickpath.sim.matching.stimulus import new_model
 
-__all__ = ["MatchingTB", "ACTION_KINDS", "action_kind"]
+__all__ = ["MatchingTB", "ACTION_KINDS", "action_kind", "itch_width_of"]
 
 ACTION_KINDS = ("reject", "rest", "cross", "ioc", "cancel", "replace", "end_of_day")
 
@@ -47,6 +50,12 @@ def action_kind(order: Order, events: list) -> str:
     if any(e.kind is EventKind.Executed for e in events):
         return "cross"
     return "rest" if len(events) == 1 else "ioc"
+
+
+def itch_width_of(dut, prefix: str = "itch_stream") -> int:
+    """Bytes per beat of the DUT's ITCH stream, from its payload vector's width."""
+    bits = len(getattr(dut, f"{prefix}__payload").value)
+    return next(w for w in range(1, 65) if itch_beat_layout(w).size == bits)
 
 
 def _event_dict(event) -> dict[str, Any]:
@@ -77,9 +86,11 @@ class MatchingTB(TB):
             slot_width=slot_width, symbol_width=max((symbols - 1).bit_length(), 1),
             level_width=max((levels - 1).bit_length(), 1)))
         self._level = make_unpacker(level_layout(slot_width=slot_width))
-        self.itch_monitor = StreamMonitor(dut, "itch_stream", ByteBeat, self.clk,
-                                          rng=random.Random(f"itch-{seed}"),
+        self.itch_width = itch_width_of(dut)
+        self.itch_monitor = StreamMonitor(dut, "itch_stream", itch_beat_layout(self.itch_width),
+                                          self.clk, rng=random.Random(f"itch-{seed}"),
                                           ready_probability=ready_probability)
+        self.itch_action: list[int | None] = [None] * len(self.model.itch)   # their actions
         self.expected_events: list[list] = []
         self.sent = 0
         dut.peek_addr.value = 0
@@ -109,13 +120,15 @@ class MatchingTB(TB):
         for i, order in enumerate(orders):
             events = model.process(order)
             per_action.append(events)
+            self.itch_action.extend([first_action + i] * (len(model.itch)
+                                                          - len(self.itch_action)))
             for e in events:
                 self.scoreboard.expect(_event_dict(e), f"(action {first_action + i}: "
                                        f"{order.action.name} {order})")
         want = sum(len(e) for e in per_action)
         sender = cocotb.start_soon(self.driver.send([o._asdict() for o in orders]))
-        # an action's ITCH bytes (up to ~31 a fill, 19 a delete) can hold it back once the
-        # ITCH queue is full
+        # an action's ITCH beats (up to 31 bytes a fill, 19 a delete) can hold it back once
+        # the ITCH queue is full
         bound = cycle_bound or (32 + 8 * self.capacity + 4 * self.levels
                                 + 64 * (self.capacity + 16))
         waited, limit = 0, bound * (1 + len(orders))
@@ -131,13 +144,14 @@ class MatchingTB(TB):
                     f"after {limit} cycles: the engine stalled "
                     f"(scoreboard: {self.scoreboard.reports[:3]})")
         self.sent += len(orders)
-        want_itch = sum(itch.SPECS[msg.type].length for msg in model.itch)
+        w = self.itch_width
+        want_itch = sum(-(-itch.SPECS[msg.type].length // w) for msg in model.itch)
         while len(self.itch_monitor.received) < want_itch:
             await RisingEdge(self.clk)
             waited += 1
             if waited > limit:
                 raise AssertionError(f"{len(self.itch_monitor.received)} of {want_itch} ITCH "
-                                     f"bytes out after {limit} cycles: the ITCH output stalled")
+                                     f"beats out after {limit} cycles: the ITCH output stalled")
         await ClockCycles(self.clk, 4)     # an extra event would show up here
         self.expected_events.extend(per_action)
 
@@ -171,22 +185,35 @@ class MatchingTB(TB):
             "coverage": dict(sorted(coverage.items())),
         }
 
+    def itch_raw(self) -> list[bytes]:
+        """The ITCH messages out so far as bytes, framed by ``first``/``last``/``nbytes``."""
+        return join_wide_beats(self.itch_monitor.received, self.itch_width)
+
     def itch_messages(self) -> list:
-        """The ITCH messages out so far, split at ``last`` (each must decode whole)."""
-        out, start = [], 0
-        beats = self.itch_monitor.received
-        data = bytes(b["data"] for b in beats)
-        for i, beat in enumerate(beats):
-            if beat["last"]:
-                out.append(itch.decode(data[start:i + 1], length=i + 1 - start))
-                start = i + 1
-        assert start == len(beats), f"{len(beats) - start} ITCH bytes after the last message"
-        return out
+        """The ITCH messages out so far (each must decode whole)."""
+        return [itch.decode(raw, length=len(raw)) for raw in self.itch_raw()]
+
+    def check_itch_ingress(self) -> None:
+        """Every beat of a message carries one ``ingress`` stamp, the cycle its action was
+        taken in (the engine counts cycles from reset: a constant offset from the bench's)."""
+        beats, taken = self.itch_monitor.received, self.driver.sent_at
+        stamps, offsets = [], set()
+        for beat in beats:
+            if beat["first"]:
+                stamps.append(beat["ingress"])
+            assert beat["ingress"] == stamps[-1], "ingress changes inside a message"
+        for k, (stamp, action) in enumerate(zip(stamps, self.itch_action, strict=False)):
+            if action is not None:
+                offsets.add(stamp - self.cycle_of(taken[action]))
+            else:
+                assert stamp < 8, f"ITCH message {k} (S O) stamped {stamp}, not after reset"
+        assert len(offsets) <= 1, f"ITCH ingress stamps are not the actions' cycles: {offsets}"
 
     def check_itch(self) -> dict[str, int]:
         """The engine's ITCH bytes are the model's, encoded, byte for byte; the messages
-        rebuild the model's book in the golden BookBuilder. Returns messages per type."""
-        got = bytes(b["data"] for b in self.itch_monitor.received)
+        rebuild the model's book in the golden BookBuilder; their ingress stamps are their
+        actions'. Returns messages per type."""
+        got = b"".join(self.itch_raw())
         want = b"".join(itch.encode(msg) for msg in self.model.itch)
         if got != want:
             at = next((i for i, (x, y) in enumerate(zip(got, want, strict=False)) if x != y),
@@ -196,6 +223,7 @@ class MatchingTB(TB):
                                  f"model {want[at:at + 40].hex()}")
         messages = self.itch_messages()
         assert messages == self.model.itch
+        self.check_itch_ingress()
         book = BookBuilder().apply_all(messages)
         assert book.snapshot() == self.model.snapshot(), "ITCH does not rebuild the book"
         counts: dict[str, int] = defaultdict(int)

@@ -17,6 +17,7 @@ __all__ = [
     "SIDE_SELL",
     "event_sources", "expected_event", "as_dict", "pack_event", "unpack_event",
     "byte_beats", "pack_beat", "unpack_beat", "zero_event",
+    "wide_beat", "wide_beats", "join_wide_beats",
 ]
 
 
@@ -51,6 +52,54 @@ class FeedEvent(data.Struct):
 
 #: One byte of an ITCH message on an 8-bit stream; one message per packet, ``last`` on its end.
 ByteBeat = data.StructLayout({"data": 8, "last": 1})
+
+
+
+def wide_beat(width: int) -> data.StructLayout:
+    """``width`` bytes of a byte stream per beat (``width`` 8: a 64-bit datapath).
+
+    Lane ``i`` (bits ``8*i`` to ``8*i+7`` of ``data``) holds the ``i``-th byte in wire order;
+    ``nbytes`` lanes from lane 0 are valid, which is ``width`` on every beat but a packet's
+    last. ``first`` and ``last`` mark a packet's first and last beat (one packet: one ITCH
+    message, or one MoldUDP64 packet). At ``width`` 1 the low bits (``data``, ``last``) are a
+    :data:`ByteBeat`. Wider layouts carrying metadata add their fields after these.
+    """
+    if width < 1:
+        raise ValueError(f"width must be at least 1 byte, not {width}")
+    return data.StructLayout({"data": 8 * width, "last": 1, "first": 1,
+                              "nbytes": width.bit_length()})
+
+
+def wide_beats(raw: bytes, width: int) -> list[dict[str, int]]:
+    """The :func:`wide_beat` beats of one packet ``raw`` (invalid lanes zero)."""
+    if not raw:
+        raise ValueError("a packet has at least one byte")
+    chunks = [raw[i:i + width] for i in range(0, len(raw), width)]
+    return [{"data": int.from_bytes(c, "little"), "nbytes": len(c), "first": int(i == 0),
+             "last": int(i == len(chunks) - 1)} for i, c in enumerate(chunks)]
+
+
+def join_wide_beats(beats: list[dict[str, int]], width: int) -> list[bytes]:
+    """Packets from :func:`wide_beat` beats, checking the framing: ``first`` exactly on a
+    packet's first beat, ``nbytes`` = ``width`` on all but a packet's last beat, no trailing
+    beats."""
+    out: list[bytes] = []
+    current: list[bytes] = []
+    for i, beat in enumerate(beats):
+        if bool(beat["first"]) != (not current):
+            raise ValueError(f"beat {i}: first={beat['first']} "
+                             f"{'inside' if current else 'at the start of'} a packet")
+        n = beat["nbytes"]
+        if not 1 <= n <= width or (n != width and not beat["last"]):
+            raise ValueError(f"beat {i}: nbytes {n} (width {width}, last {beat['last']})")
+        current.append((beat["data"] & ((1 << 8 * n) - 1)).to_bytes(n, "little"))
+        if beat["last"]:
+            out.append(b"".join(current))
+            current = []
+    if current:
+        raise ValueError(f"{len(current)} beats after the last packet's end")
+    return out
+
 
 LENGTH_MAX = (1 << 16) - 1
 

@@ -1,0 +1,342 @@
+"""MoldUDP64 framing of the matching engine's ITCH output: ITCH messages in (a wide beat stream,
+one message per packet, from :class:`~.itch_out.ItchSerializer`), whole MoldUDP64 downstream
+packets out, ``width`` bytes a beat, for the host to publish and to keep for re-requests.
+
+Ref: NASDAQ MoldUDP64 1.00; the format is :mod:`tickpath.protocol.moldudp64` (its header
+layout ``HEADER`` is checked against the gateware's at import, the block length prefix, the
+session length and the end-of-session count are its constants). The message lengths come from
+:data:`tickpath.protocol.itch.SPECS`, and the message that ends the session (``S`` ``C``) from
+the golden :class:`~tickpath.model.matching.MatchingModel`'s own record.
+
+Structure
+---------
+* **Fill**: each message becomes a block (2-byte length, from the type byte, then the message),
+  shifted into place with a two-byte carry (a block takes the message's beats, or one more) and
+  packed at any byte offset into one of two packet buffers (a memory of ``width``-byte words;
+  a staging register holds the partly filled word, one word is written a cycle). The header is
+  not stored.
+* **Close**: the open packet is handed to the sender (a queue of packet descriptors) one cycle
+  after its last message, when the next message's block would take it over ``mtu`` bytes, when
+  it holds ``max_messages`` messages, or after the end-of-session message (then an
+  end-of-session packet follows: count ``0xFFFF``, the next sequence, no blocks), and when
+  ``flush_cycles`` cycles pass with no input while it is open. The fill side then goes on in
+  the other buffer (it waits while that one is still being sent).
+* **Send**: the header (session, first sequence, count) is put in front of the buffer's words
+  as they are read; one idle cycle between packets.
+
+Throughput: ``ceil(n / width)`` cycles for an ``n``-byte message, one more when its block
+spills into an extra beat, plus one cycle per packet closed.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from tickpath.protocol import itch
+from tickpath.protocol.feed import wide_beat
+from tickpath.protocol.moldudp64 import (
+    END_OF_SESSION_COUNT,
+    HEADER,
+    HEADER_LENGTH,
+    MAX_MESSAGES,
+    SESSION_LENGTH,
+    encode_packet,
+    session_bytes,
+)
+from tickpath.protocol.netfeed import TIMESTAMP_WIDTH, session_int
+
+from .itch_out import _templates, itch_beat_layout
+
+__all__ = ["mold_beat_layout", "header_int", "MoldFramer"]
+
+#: Bytes of a block's length prefix (big-endian), as ``encode_packet`` writes it.
+BLOCK_PREFIX = len(encode_packet(b"", 0, [b""])) - HEADER_LENGTH
+assert encode_packet(b"", 0, [bytes(0x102)])[HEADER_LENGTH:HEADER_LENGTH + 2] == b"\x01\x02"
+
+
+def header_int(session: int, sequence: int, count: int) -> int:
+    """The 20 header bytes as one big-endian integer (the gateware's ``Cat``)."""
+    return (session << 80) | (sequence << 16) | count
+
+
+# The gateware builds the header as `header_int`; it must be `moldudp64.HEADER`.
+assert HEADER.size == HEADER_LENGTH == SESSION_LENGTH + 8 + 2
+assert HEADER.pack(b"ABCDEFGHIJ", 0x0102030405060708, 0x090A) == header_int(
+    int.from_bytes(b"ABCDEFGHIJ", "big"), 0x0102030405060708, 0x090A).to_bytes(HEADER_LENGTH,
+                                                                               "big")
+
+
+def mold_beat_layout(width: int) -> data.StructLayout:
+    """``width`` bytes of a MoldUDP64 packet per beat (:func:`~tickpath.protocol.feed.wide_beat`
+    fields first), then the packet's ``sequence`` (of its first message; the next sequence for
+    an end-of-session packet), ``count`` (messages; ``0xFFFF`` end of session), ``ingress``
+    (the cycle stamp of its first message, of the ``S`` ``C`` for an end-of-session packet) on
+    every beat, and ``egress``: the current cycle (since reset), so the beat's transfer cycle."""
+    fields = {name: field.shape for name, field in wide_beat(width)}
+    return data.StructLayout({**fields, "sequence": unsigned(64), "count": unsigned(16),
+                              "ingress": unsigned(TIMESTAMP_WIDTH),
+                              "egress": unsigned(TIMESTAMP_WIDTH)})
+
+
+class MoldFramer(wiring.Component):
+    """ITCH messages in, MoldUDP64 packets out (see the module docstring).
+
+    Parameters
+    ----------
+    width : int
+        Bytes per beat in and out (a power of two, 2 to 64).
+    session : str or bytes
+        Reset value of ``session`` (ASCII, at most 10 characters, padded with spaces).
+    mtu : int
+        Largest packet (UDP payload bytes, header included).
+    max_messages : int
+        Most messages in one packet.
+    flush_cycles : int
+        Input idle cycles after which an open packet is sent.
+    first_sequence : int
+        Sequence number of the first message after reset.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(itch_beat_layout(width)))``
+        ITCH messages, one per packet (``first``, ``last``, ``nbytes``, ``ingress``); each must
+        be as long as :data:`tickpath.protocol.itch.SPECS` says for its type.
+    o_stream : ``Out(stream.Signature(mold_beat_layout(width)))``
+        MoldUDP64 packets, one per packet, ``last`` on its final beat.
+    session : ``In(80)``
+        The 10 session bytes, big-endian (``tickpath.protocol.netfeed.session_int``).
+    next_sequence : ``Out(64)``
+        Sequence number the next message will get.
+    packets, messages : ``Out(32)``
+        Packets handed to the sender (end of session included) and messages framed (wrap).
+    ended : ``Out(1)``
+        The end-of-session packet has been queued.
+    """
+
+    def __init__(self, *, width=8, session="TICKPATH", mtu=1400, max_messages=MAX_MESSAGES,
+                 flush_cycles=8, first_sequence=1):
+        if width not in (2, 4, 8, 16, 32, 64):
+            raise ValueError(f"width must be a power of two in 2..64, not {width}")
+        longest = max(spec.length for spec in itch.SPECS.values())
+        if not HEADER_LENGTH + BLOCK_PREFIX + longest <= mtu <= 0xFFFF:
+            raise ValueError(f"mtu {mtu} must fit the longest ITCH message ({longest} bytes) "
+                             f"and be at most 65535")
+        if max_messages not in range(1, MAX_MESSAGES + 1):
+            raise ValueError(f"max_messages must be in 1..{MAX_MESSAGES}, not {max_messages}")
+        if flush_cycles < 1:
+            raise ValueError(f"flush_cycles must be at least 1, not {flush_cycles}")
+        if first_sequence not in range(1, 1 << 63):
+            raise ValueError(f"first_sequence {first_sequence} is out of range")
+        self._width = width
+        self._session = session_bytes(session)
+        self._mtu = mtu
+        self._max_messages = max_messages
+        self._flush_cycles = flush_cycles
+        self._first_sequence = first_sequence
+        super().__init__({
+            "i_stream":      In(stream.Signature(itch_beat_layout(width))),
+            "o_stream":      Out(stream.Signature(mold_beat_layout(width))),
+            "session":       In(8 * SESSION_LENGTH, init=session_int(self._session)),
+            "next_sequence": Out(64, init=first_sequence),
+            "packets":       Out(32),
+            "messages":      Out(32),
+            "ended":         Out(1),
+        })
+
+    width = property(lambda self: self._width)
+    session_init = property(lambda self: self._session)
+    mtu = property(lambda self: self._mtu)
+    max_messages = property(lambda self: self._max_messages)
+    flush_cycles = property(lambda self: self._flush_cycles)
+    first_sequence = property(lambda self: self._first_sequence)
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self._width
+        LW = exact_log2(W)
+        words = -(-self._mtu // W)                   # words of one packet buffer
+        AW = max(ceil_log2(words), 1)
+        inp, beat = self.i_stream, self.i_stream.payload
+
+        m.submodules.buffer = buffer = Memory(shape=8 * W, depth=2 << AW, init=[])
+        wr, rd = buffer.write_port(), buffer.read_port()
+
+        desc_shape = data.StructLayout({
+            "buffer": 1, "owns": 1, "sequence": 64, "count": 16, "length": range(self._mtu + 1),
+            "ingress": TIMESTAMP_WIDTH,
+        })
+        m.submodules.descs = descs = fifo.SyncFIFO(width=desc_shape.size, depth=4)
+        push = desc_shape(descs.w_data)
+
+        cycle = Signal(TIMESTAMP_WIDTH)
+        m.d.sync += cycle.eq(cycle + 1)
+
+        # --- the message's length and whether it ends the session, from its bytes ----------
+        lanes = [beat.data[8 * i:8 * i + 8] for i in range(W)]
+        length = Signal(8 * BLOCK_PREFIX)            # from the type byte (first beat only)
+        with m.Switch(lanes[0]):
+            for t, spec in itch.SPECS.items():
+                with m.Case(ord(t)):
+                    m.d.comb += length.eq(spec.length)
+        end = _templates()["SC"]
+        code_at = itch.SPECS[end.type].field("event_code").offset
+        mbeat = Signal(range(max(spec.length for spec in itch.SPECS.values()) // W + 2))
+        is_end_type = Signal()                       # latched from the first beat
+        ends_session = Signal()                      # latched at the event code's beat
+        cur_beat = Mux(beat.first, 0, mbeat)
+        cur_end_type = Mux(beat.first, lanes[0] == ord(end.type), is_end_type)
+        cur_ends = Signal()
+        m.d.comb += cur_ends.eq(ends_session | (cur_end_type & (cur_beat == code_at // W)
+                                                & (lanes[code_at % W] == ord(end.event_code))))
+        ends_now = Mux(inp.valid & inp.ready, cur_ends, ends_session)   # else a tail cycle
+
+        # --- fill state ----------------------------------------------------------------------
+        fb = Signal()                                # buffer being filled
+        busy = Array(Signal(name=f"busy{i}") for i in range(2))   # handed to the sender
+        pos = Signal(range(self._mtu + W + 1), init=HEADER_LENGTH)   # next byte's offset
+        count = Signal(16)                           # messages in the open packet
+        seq = Signal(64, init=self._first_sequence)  # sequence of its first message
+        pkt_ingress = Signal(TIMESTAMP_WIDTH)
+        last_ingress = Signal(TIMESTAMP_WIDTH)
+        stage = Signal(8 * W)                        # word pos // W: lanes below pos % W
+        dirty = Signal()                             # stage holds bytes not yet written
+        carry = Signal(8 * BLOCK_PREFIX)             # the previous beat's top two bytes
+        tail = Signal(range(BLOCK_PREFIX + 1))       # carry bytes still to append
+        in_msg = Signal()                            # a message is partly appended
+        close_req = Signal()                         # close the packet next
+        eos_req = Signal()                           # then queue an end-of-session packet
+        idle = Signal(range(self._flush_cycles + 1))
+        m.d.comb += self.next_sequence.eq(seq + count)
+
+        # append `k` bytes `app` (lanes 0..k-1) at `pos`
+        app = Signal(8 * W)
+        k = Signal(range(W + 1))
+        do_append = Signal()
+        msg_done = Signal()                          # the append ends a message
+        offset = pos[:LW]
+        shifted = Signal(16 * W)
+        keep = Cat(*[Mux(i < k, Const(0xFF, 8), Const(0, 8)) for i in range(W)])
+        m.d.comb += shifted.eq((app & keep) << (offset * 8))
+        merged = stage | shifted[:8 * W]
+        with m.If(do_append):
+            m.d.comb += [wr.addr.eq(Cat(pos[LW:LW + AW], fb)), wr.data.eq(merged), wr.en.eq(1)]
+            m.d.sync += pos.eq(pos + k)
+            with m.If(offset + k >= W):
+                m.d.sync += [stage.eq(shifted[8 * W:]), dirty.eq(offset + k > W)]
+            with m.Else():
+                m.d.sync += [stage.eq(merged), dirty.eq(0)]
+
+        # the block beat for an input beat: two carried (or length) bytes, then W - 2 new ones
+        length_be = Cat(*[length[8 * i:8 * i + 8] for i in reversed(range(BLOCK_PREFIX))])
+        front = Mux(beat.first, length_be, carry)
+        fits = pos + BLOCK_PREFIX + length <= self._mtu
+        can_take = ~close_req & ~eos_req & (tail == 0) & ~busy[fb]
+        take = Signal()
+        accepted = inp.valid & inp.ready
+        closing = Signal()
+        idle_close = (idle == self._flush_cycles) & (count != 0) & ~in_msg & (tail == 0)
+        size_close = inp.valid & beat.first & (count != 0) & ~fits
+
+        with m.If(close_req | (can_take & (size_close | idle_close))):
+            m.d.comb += closing.eq(descs.w_rdy)
+        with m.Elif(eos_req & ~close_req):
+            with m.If(descs.w_rdy):
+                m.d.comb += [descs.w_en.eq(1), push.owns.eq(0), push.sequence.eq(seq),
+                             push.count.eq(END_OF_SESSION_COUNT), push.length.eq(HEADER_LENGTH),
+                             push.ingress.eq(last_ingress)]
+                m.d.sync += [eos_req.eq(0), self.ended.eq(1), self.packets.eq(self.packets + 1)]
+        with m.Elif(tail != 0):
+            m.d.comb += [app.eq(carry), k.eq(tail), do_append.eq(1), msg_done.eq(1)]
+            m.d.sync += tail.eq(0)
+        with m.Else():
+            m.d.comb += take.eq(can_take)
+
+        with m.If(closing):
+            with m.If(dirty):
+                m.d.comb += [wr.addr.eq(Cat(pos[LW:LW + AW], fb)), wr.data.eq(stage), wr.en.eq(1)]
+            m.d.comb += [descs.w_en.eq(1), push.buffer.eq(fb), push.owns.eq(1),
+                         push.sequence.eq(seq), push.count.eq(count), push.length.eq(pos),
+                         push.ingress.eq(pkt_ingress)]
+            m.d.sync += [busy[fb].eq(1), fb.eq(~fb), seq.eq(seq + count), count.eq(0),
+                         pos.eq(HEADER_LENGTH), stage.eq(0), dirty.eq(0), close_req.eq(0),
+                         idle.eq(0), self.packets.eq(self.packets + 1)]
+
+        m.d.comb += inp.ready.eq(take & ~(beat.first & (count != 0) & ~fits))
+        with m.If(accepted):
+            m.d.comb += [app.eq(Cat(front, beat.data[:8 * (W - BLOCK_PREFIX)])),
+                         k.eq(Mux(beat.nbytes + BLOCK_PREFIX > W, W,
+                                  beat.nbytes + BLOCK_PREFIX)),
+                         do_append.eq(1)]
+            m.d.sync += [carry.eq(beat.data[8 * (W - BLOCK_PREFIX):]), idle.eq(0),
+                         mbeat.eq(cur_beat + 1), is_end_type.eq(cur_end_type),
+                         ends_session.eq(cur_ends), last_ingress.eq(beat.ingress)]
+            with m.If(beat.first & (count == 0)):
+                m.d.sync += pkt_ingress.eq(beat.ingress)
+            with m.If(beat.last):
+                with m.If(beat.nbytes + BLOCK_PREFIX > W):
+                    m.d.sync += [tail.eq(beat.nbytes + BLOCK_PREFIX - W), in_msg.eq(1)]
+                with m.Else():
+                    m.d.comb += msg_done.eq(1)
+            with m.Else():
+                m.d.sync += in_msg.eq(1)
+        with m.Elif(~inp.valid & (count != 0) & (idle != self._flush_cycles) & ~closing):
+            m.d.sync += idle.eq(idle + 1)
+
+        with m.If(msg_done):
+            m.d.sync += [count.eq(count + 1), in_msg.eq(0), ends_session.eq(0),
+                         self.messages.eq(self.messages + 1)]
+            with m.If((count + 1 == self._max_messages) | ends_now):
+                m.d.sync += close_req.eq(1)
+            with m.If(ends_now):
+                m.d.sync += eos_req.eq(1)
+
+        # --- send ---------------------------------------------------------------------------
+        out = self.o_stream
+        cur = Signal(desc_shape)                     # the packet being sent
+        active = Signal()                            # words of it still to read
+        word = Signal(AW + 1)                        # next word to read
+        o_word = Signal(AW + 1)                      # word on the output
+        last_word = (cur.length - 1) >> LW
+        advance = ~out.valid | out.ready
+        m.d.comb += [rd.addr.eq(Cat(word[:AW], cur.buffer)), rd.en.eq(advance)]
+        with m.If(advance):
+            with m.If(active):
+                m.d.sync += [out.valid.eq(1), o_word.eq(word), word.eq(word + 1)]
+                with m.If(word == last_word):
+                    m.d.sync += active.eq(0)
+                    with m.If(cur.owns):
+                        m.d.sync += busy[cur.buffer].eq(0)
+            with m.Else():
+                m.d.sync += out.valid.eq(0)
+                with m.If(descs.r_rdy):
+                    m.d.comb += descs.r_en.eq(1)
+                    m.d.sync += [cur.eq(descs.r_data), active.eq(1), word.eq(0)]
+
+        header = Signal(8 * HEADER_LENGTH)
+        m.d.comb += header.eq(Cat(cur.count, cur.sequence, self.session))
+        assert header.shape().width == 8 * HEADER_LENGTH
+        out_lanes = [rd.data[8 * i:8 * i + 8] for i in range(W)]
+        o_lanes = [Signal(8, name=f"o_lane{i}") for i in range(W)]
+        m.d.comb += [o.eq(lane) for o, lane in zip(o_lanes, out_lanes, strict=True)]
+        with m.Switch(o_word):
+            for w in range(-(-HEADER_LENGTH // W)):
+                with m.Case(w):
+                    for i in range(W):
+                        j = w * W + i              # wire byte
+                        if j < HEADER_LENGTH:
+                            hi = 8 * (HEADER_LENGTH - j)
+                            m.d.comb += o_lanes[i].eq(header[hi - 8:hi])
+        final = o_word == last_word
+        m.d.comb += [
+            out.payload.data.eq(Cat(*o_lanes)),
+            out.payload.first.eq(o_word == 0),
+            out.payload.last.eq(final),
+            out.payload.nbytes.eq(Mux(final, cur.length - (last_word << LW), W)),
+            out.payload.sequence.eq(cur.sequence),
+            out.payload.count.eq(cur.count),
+            out.payload.ingress.eq(cur.ingress),
+            out.payload.egress.eq(cycle),
+        ]
+        return m

@@ -1,0 +1,203 @@
+"""MoldFramer (``hdl/matching/mold_out.py``): MoldUDP64 framing of ITCH messages.
+
+Fast tier (Amaranth's simulator, the framer alone): seeded random ITCH messages with random
+input gaps and output backpressure, several widths, MTUs, message bounds and flush delays. The
+check: every packet decodes with :func:`tickpath.protocol.moldudp64.decode_packet`, its header
+and its sideband (sequence, count, ingress of its first message) agree, sequences run on from 1
+without a gap, no packet is over the MTU or the message bound, the packets' messages joined are
+exactly the messages sent, an ``S`` ``C`` closes its packet and an end-of-session packet
+follows, last; messages far enough apart go out one a packet (the idle flush).
+
+cocotb tier (Icarus): :class:`~tickpath.hdl.matching.market_data.MarketData`, the engine with
+the framer, on seeded random action streams; the packets hold exactly ``MatchingModel.itch``
+encoded and rebuild the model's book in the golden BookBuilder (``sim/mold_out``).
+"""
+
+import json
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from tickpath.hdl.matching.mold_out import MoldFramer
+from tickpath.protocol import itch, moldudp64
+from tickpath.protocol.feed import join_wide_beats, wide_beats
+from tickpath.sim.itch_decoder.stimulus import valid_message
+
+SC = itch.encode(itch.RECORDS["S"](0, 0, 7, "C"))          # the end of the session
+
+
+def random_messages(rng: random.Random, count: int) -> list[bytes]:
+    types = [t for t in itch.SPECS if t != "S"] + ["S"]
+    out = []
+    for _ in range(count):
+        raw = valid_message(rng, rng.choice(types))
+        if raw[0] == ord("S"):
+            raw = raw[:11] + b"O"                    # not the end of the session
+        out.append(raw)
+    return out
+
+
+def run_framer(messages, *, width=8, mtu=1400, max_messages=moldudp64.MAX_MESSAGES,
+               flush_cycles=8, gaps=None, ready_probability=1.0, seed=0, drain=200,
+               sent_at=None):
+    """Send ``messages`` (``gaps[i]`` idle cycles before message ``i``) with ingress stamp
+    ``1000 + i``; returns the output beats (dicts with ``cycle``, the transfer cycle).
+    ``sent_at`` gets the cycle each message's last beat went in."""
+    dut = MoldFramer(width=width, session="SESSION1", mtu=mtu, max_messages=max_messages,
+                     flush_cycles=flush_cycles)
+    gaps = gaps or [0] * len(messages)
+    got = []
+    done = [False]
+    cycle = [0]
+
+    async def clock(ctx):
+        async for _ in ctx.tick():
+            cycle[0] += 1
+
+    async def produce(ctx):
+        for i, raw in enumerate(messages):
+            for _ in range(gaps[i]):
+                await ctx.tick()
+            for beat in wide_beats(raw, width):
+                ctx.set(dut.i_stream.payload, {**beat, "ingress": 1000 + i})
+                ctx.set(dut.i_stream.valid, 1)
+                await ctx.tick().until(dut.i_stream.ready)
+            if sent_at is not None:
+                sent_at.append(cycle[0])
+            ctx.set(dut.i_stream.valid, 0)
+        done[0] = True
+
+    async def consume(ctx):
+        rng = random.Random(seed)
+        idle = 0
+        while not done[0] or idle < drain:
+            ready = rng.random() < ready_probability
+            ctx.set(dut.o_stream.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o_stream.valid,
+                                                           dut.o_stream.payload)
+            idle = 0 if valid else idle + 1
+            if valid and ready:
+                got.append({name: int(payload[name]) for name in
+                            ("data", "nbytes", "first", "last", "sequence", "count", "ingress",
+                             "egress")} | {"cycle": cycle[0]})
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(clock)
+    sim.add_testbench(produce)
+    sim.add_testbench(consume)
+    sim.run()
+    return got
+
+
+def check_packets(beats, messages, *, width, mtu, max_messages, ingress=None):
+    """The framing rules; returns the decoded packets. ``ingress[i]``: the stamp message
+    ``i`` was sent with (default ``1000 + i``)."""
+    ingress = ingress or [1000 + i for i in range(len(messages))]
+    raw_packets = join_wide_beats(beats, width)
+    packets = [moldudp64.decode_packet(p) for p in raw_packets]
+    assert packets, "no packet out"
+    if "cycle" in beats[0]:        # egress: the transfer cycle, as the framer counts them
+        assert len({b["egress"] - b["cycle"] for b in beats}) == 1
+    starts = [i for i, b in enumerate(beats) if b["first"]]
+    expected_sequence = 1
+    joined = []
+    for n, (raw, packet, start) in enumerate(zip(raw_packets, packets, starts, strict=True)):
+        assert len(raw) <= mtu, f"packet {n} is {len(raw)} bytes, over the MTU {mtu}"
+        assert packet.session == "SESSION1"
+        assert packet.sequence == expected_sequence, \
+            f"packet {n}: sequence {packet.sequence}, expected {expected_sequence}"
+        side = beats[start]
+        assert (side["sequence"], side["count"]) == (packet.sequence, packet.count)
+        if packet.is_end_of_session:
+            assert n == len(packets) - 1, "the end of session is not the last packet"
+            assert messages and messages[-1] == SC
+            assert side["ingress"] == ingress[len(messages) - 1]
+            continue
+        assert 1 <= packet.count <= max_messages
+        assert side["ingress"] == ingress[packet.sequence - 1], f"packet {n} ingress"
+        egress = [b["egress"] for b in beats[start:start + -(-len(raw) // width)]]
+        assert all(x < y for x, y in zip(egress, egress[1:], strict=False)), \
+            f"packet {n} egress {egress}"
+        joined.extend(packet.messages)
+        expected_sequence = packet.next_sequence
+        if packet.messages[-1] == SC:
+            assert packets[-1].is_end_of_session and n == len(packets) - 2
+    assert joined == messages, "the packets' messages are not the messages sent"
+    return packets
+
+
+CASES = [
+    # width, mtu, max_messages, flush_cycles, ready_probability
+    (8, 1400, moldudp64.MAX_MESSAGES, 8, 1.0),
+    (8, 100, moldudp64.MAX_MESSAGES, 4, 0.6),
+    (8, 200, 3, 30, 0.8),
+    (4, 97, 5, 2, 0.7),
+    (2, 128, moldudp64.MAX_MESSAGES, 1, 0.9),
+    (16, 300, 7, 8, 0.5),
+]
+
+
+@pytest.mark.parametrize("width,mtu,max_messages,flush_cycles,ready", CASES)
+def test_random(width, mtu, max_messages, flush_cycles, ready):
+    rng = random.Random(f"{width}-{mtu}-{max_messages}")
+    messages = random_messages(rng, 150) + [SC]
+    gaps = [rng.choice([0, 0, 0, 1, 2, flush_cycles, 3 * flush_cycles]) for _ in messages]
+    beats = run_framer(messages, width=width, mtu=mtu, max_messages=max_messages,
+                       flush_cycles=flush_cycles, gaps=gaps, ready_probability=ready,
+                       seed=width)
+    packets = check_packets(beats, messages, width=width, mtu=mtu, max_messages=max_messages)
+    assert packets[-1].is_end_of_session
+    assert packets[-1].sequence == len(messages) + 1
+    print(json.dumps({"packets": len(packets), "messages": len(messages),
+                      "beats": len(beats)}))
+
+
+def test_mtu_and_count_bounds_fill_packets():
+    """Back to back: packets close exactly at the MTU (the next block would not fit) or at the
+    message bound, whichever comes first, as the host-side ``Packer`` would."""
+    rng = random.Random(5)
+    messages = random_messages(rng, 200)
+    for mtu, bound in ((1400, moldudp64.MAX_MESSAGES), (300, 4), (97, moldudp64.MAX_MESSAGES)):
+        beats = run_framer(messages, mtu=mtu, max_messages=bound, flush_cycles=64)
+        packets = check_packets(beats, messages, width=8, mtu=mtu, max_messages=bound)
+        packer = moldudp64.Packer("SESSION1", max_payload=mtu)
+        want = []
+        for raw in messages:
+            if packer.pending == bound:
+                want.append(packer.flush())
+            want.extend(packer.add(raw))
+        want.append(packer.flush())
+        assert [moldudp64.encode_packet("SESSION1", p.sequence, p.messages) for p in packets] \
+            == [packet for _, packet in want]
+
+
+def test_idle_flush():
+    """Messages ``flush_cycles`` + a margin apart each go out alone, without an end of
+    session; closer ones share packets; the last packet leaves without more input."""
+    rng = random.Random(9)
+    messages = random_messages(rng, 12)
+    sent_at = []
+    beats = run_framer(messages, flush_cycles=5, gaps=[12] * len(messages), sent_at=sent_at)
+    packets = check_packets(beats, messages, width=8, mtu=1400,
+                            max_messages=moldudp64.MAX_MESSAGES)
+    assert [p.count for p in packets] == [1] * len(messages)
+    # a lone message's packet starts to leave flush_cycles + 4 cycles after its last beat
+    # went in, one more when its block spills into an extra beat
+    delays = [b["cycle"] - t for b, t in zip([b for b in beats if b["first"]], sent_at,
+                                              strict=True)]
+    assert delays == [5 + 4 + (len(m) % 8 in (0, 7)) for m in messages], delays
+    beats = run_framer(messages, flush_cycles=5, gaps=[3] * len(messages))
+    packets = check_packets(beats, messages, width=8, mtu=1400,
+                            max_messages=moldudp64.MAX_MESSAGES)
+    assert len(packets) == 1
+
+
+def test_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        MoldFramer(width=3)
+    with pytest.raises(ValueError):
+        MoldFramer(mtu=40)
+    with pytest.raises(ValueError):
+        MoldFramer(max_messages=0)
