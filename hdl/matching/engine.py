@@ -44,7 +44,9 @@ queue holds the engine back, so sustained throughput is bounded by the ITCH beat
 Cycles from an action taken to its first event out, = cycles per action (``o_stream`` ready):
 reject 3; resting enter 7; cancel 4; priority-keeping replace 6. Crossing: accepted out at 4,
 then each fill or self-match cancel 3 cycles; FOK/min-qty pre-scan 1 per contra level entry
-plus 1 per order scanned; end of day 5 + 1 per resting order in all. One action at a time.
+plus 1 per order scanned; end of day 5 + 1 per resting order in all; mass cancel (an end-of-day
+record with ``min_qty`` ``MASS_CANCEL_FIRM``/``MASS_CANCEL_ALL``) 3 + 1 per resting order kept +
+2 per order canceled, no event at all if nothing is canceled. One action at a time.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -53,7 +55,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from tickpath.model.matching import MAX_PRICE, MAX_SHARES, MIN_PRICE
+from tickpath.model.matching import (
+    MASS_CANCEL_ALL,
+    MASS_CANCEL_FIRM,
+    MAX_PRICE,
+    MAX_SHARES,
+    MIN_PRICE,
+)
 from tickpath.protocol.records import (
     Action,
     CancelReason,
@@ -522,8 +530,14 @@ class MatchingEngine(wiring.Component):
                             m.d.comb += ta.eq(a.new_order_id)
                             m.d.sync += r_slot.eq(rd_tok.slot)
                             m.next = "REPLACE_CHECK"
-                    with m.Else():
+                    with m.Elif(a.min_qty == 0):
                         m.next = "EOD_START"
+                    with m.Elif((a.min_qty == MASS_CANCEL_FIRM) |
+                                (a.min_qty == MASS_CANCEL_ALL)):
+                        m.next = "MC_START"
+                    with m.Else():
+                        reject(RejectReason.Other)
+                        m.next = "DONE"
 
             # --- FOK / minimum quantity pre-scan of other firms' acceptable liquidity ----
             with m.State("PS_LEVEL"):
@@ -771,9 +785,43 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += lw_clear.eq(1)
                     m.next = "DONE"
 
+            # --- mass cancel: one firm's (or every) resting order, age order, reason S ------
+            with m.State("MC_START"):
+                m.d.comb += ra.eq(age_head)
+                m.d.sync += e_cur.eq(age_head)
+                with m.If(age_any):
+                    m.next = "MC_WALK"
+                with m.Else():
+                    m.next = "DONE"
+
+            with m.State("MC_WALK"):
+                data = rd_slot.data
+                m.d.comb += ra.eq(e_cur)
+                with m.If((a.min_qty == MASS_CANCEL_ALL) | (data.firm == a.firm)):
+                    with m.If(can_emit):
+                        event(EventKind.Canceled, side=data.side, order_id=data.token,
+                              symbol=data.symbol, shares=rd_open.data, price=data.price,
+                              reason=CancelReason.Supervisory)
+                        itch_msg("D", symbol=data.symbol, ref=data.ref)
+                        unlink(e_cur, data, rd_qn.data, rd_qp.data, rd_an.data, rd_ap.data)
+                        with m.If(e_cur == age_tail):
+                            m.next = "DONE"
+                        with m.Else():
+                            m.d.sync += e_cur.eq(rd_an.data)
+                            m.next = "MC_READ"
+                with m.Elif(e_cur == age_tail):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.comb += ra.eq(rd_an.data)
+                    m.d.sync += e_cur.eq(rd_an.data)
+
+            with m.State("MC_READ"):                 # the unlink's memory writes settle
+                m.d.comb += ra.eq(e_cur)
+                m.next = "MC_WALK"
+
             with m.State("DONE"):
                 with m.If(o_free):
-                    m.d.comb += finish.eq(1)
+                    m.d.comb += finish.eq(hold_valid)      # a mass cancel may have no event
                     m.next = "IDLE"
 
         # outside the FSM so that they are continuous assignments (Icarus evaluates an

@@ -63,7 +63,8 @@ Which configuration keys the hardware enforces (:meth:`GateLimits.from_config`)
 Enforced: ``max_order_shares``, ``max_order_notional``, ``max_position``, ``collar`` /
 ``collar_bp`` (most specific wins), ``no_reference``, ``halted``, ``restricted`` (as
 ``max_shares`` 0 for that firm and symbol: rejected ``q``), the account's ``orders_per_second``
-and ``burst`` (token bucket, period = clock / rate cycles). Host-only: ``max_gross_exposure``,
+and ``burst`` (token bucket, period = clock / rate cycles). In the registers a limit of all
+ones is no limit (``max_position`` 4294967295 included). Host-only: ``max_gross_exposure``,
 ``max_daily_loss``, ``check_price`` (the engine checks prices itself), ``check_duplicate_id``
 (client ids are host strings), the ``[session]`` rate limit.
 """
@@ -335,7 +336,7 @@ class RiskGateModel:
                     return RejectReason.Collar
             elif price * BP < ref * max(BP - p.collar_bp, 0):
                 return RejectReason.Collar
-        if p.max_position is not None:
+        if p.max_position is not None and p.max_position != U32:
             pos = self.position[(firm, symbol)]
             if side is Side.Buy:
                 reach = pos + self.open[(firm, symbol, Side.Buy)] - old_open + shares
