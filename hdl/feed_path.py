@@ -14,6 +14,19 @@ through the decoder (which counts it). A message that finds less room in the FIF
 longest ITCH message is not copied and counted in ``host_overflow`` (decided at its first
 byte, so the host never sees part of a message); the book path never waits for the host.
 
+Directory snooping (on the same bytes, costing the book path nothing):
+
+* **Trading state**: every well-formed ``H`` message sets its stock locate's trading state
+  (``H`` halted, ``P`` paused, ``Q`` quotation only, ``T`` trading), held per locate in block
+  RAM; the host writes ``state_locate`` and reads ``trading_state`` (the ITCH character, 0 while
+  no ``H`` has named that locate).
+* **Subscription by name**: the host writes (stock name -> slot) entries into a name table
+  (``name``, then ``name_commit``); an ``R`` message whose stock is in the table subscribes its
+  locate to that slot (``name_subscribed`` counts them). The table is direct-mapped by
+  :func:`name_index` (the order table's reference hash over the 8 name bytes), so a lookup is
+  one block RAM read; the host refuses two names that share an index
+  (:func:`name_index` is the one definition both sides use).
+
 Timestamps: each book update carries ``ingress``, the cycle its message's frame had fully
 arrived at ``NetRx`` (``NetRx`` holds a frame until its FCS is known, so no byte of it can move
 earlier), and ``egress``, the cycle the update is first valid; both count cycles since reset.
@@ -24,7 +37,8 @@ are written as ``filter_group``, ``filter_port``, then ``filter_commit`` (index 
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tickpath.hdl import book as book_module
@@ -32,9 +46,10 @@ from tickpath.hdl import order_table as table_module
 from tickpath.hdl.feed_book import FeedBook
 from tickpath.hdl.mold_sequencer import MoldSequencer
 from tickpath.hdl.net_rx import NetRx
+from tickpath.hdl.order_table import reference_hash
 from tickpath.hdl.regs import RegisterBank, bus_signature
 from tickpath.protocol import itch
-from tickpath.protocol.bookfeed import SLOT_WIDTH, BookQuery, book_update_layout
+from tickpath.protocol.bookfeed import SLOT_WIDTH, BookQuery, book_update_layout, bucket_of
 from tickpath.protocol.feed import KIND_BY_TYPE
 from tickpath.protocol.netfeed import (
     FILTER_INDEX_WIDTH,
@@ -47,10 +62,36 @@ from tickpath.protocol.netfeed import (
 )
 from tickpath.protocol.regmap import RegisterMap
 
-__all__ = ["FeedPath", "HOST_TYPES", "feed_path_registers"]
+__all__ = ["FeedPath", "HOST_TYPES", "TRADING_STATES", "NAME_BITS", "feed_path_registers",
+           "name_key", "name_index"]
 
 #: ITCH types passed up to the host: every type the decoder does not turn into a book event.
 HOST_TYPES = tuple(t for t in itch.SPECS if t not in KIND_BY_TYPE)
+#: Trading states of ``H`` messages, by their code in the per-locate memory (0: none seen).
+TRADING_STATES = "HPQT"
+#: The name table has ``2**NAME_BITS`` entries.
+NAME_BITS = 9
+
+_H, _R = itch.SPECS["H"], itch.SPECS["R"]
+_LOCATE = _H.field("stock_locate").offset
+_STOCK = _H.field("stock").offset
+assert (_LOCATE, _STOCK) == (_R.field("stock_locate").offset, _R.field("stock").offset)
+_STATE = _H.field("trading_state").offset
+
+
+def name_key(stock: str) -> int:
+    """The 8 ITCH stock bytes (space padded) as the big-endian integer the gateware holds."""
+    raw = stock.encode("ascii").ljust(8)
+    if len(raw) != 8:
+        raise ValueError(f"stock name {stock!r} is longer than 8 characters")
+    return int.from_bytes(raw, "big")
+
+
+def name_index(stock: str) -> int:
+    """The name table entry of ``stock``."""
+    return bucket_of(name_key(stock), NAME_BITS)
+
+
 #: The longest ITCH message: the room a message needs in the host FIFO.
 LONGEST = max(spec.length for spec in itch.SPECS.values())
 
@@ -70,7 +111,9 @@ def feed_path_registers(slots: int = 256) -> RegisterMap:
     fields += [(f"book_{n}", 32, "r", f"book: {n.replace('_', ' ')}")
                for n in book_module.COUNTERS]
     fields += [("host_messages", 32, "r", "messages copied to the host"),
-               ("host_overflow", 32, "r", "messages not copied: the host FIFO was full")]
+               ("host_overflow", 32, "r", "messages not copied: the host FIFO was full"),
+               ("name_subscribed", 32, "r", "R messages that subscribed a locate by name"),
+               ("trading_state", 8, "r", "trading state of state_locate (ITCH char, 0: none)")]
     fields += [(f"invalid_{k}", min(64, slots - 64 * k), "r",
                 f"symbols {64 * k}..{min(slots, 64 * k + 64) - 1} flagged invalid")
                for k in range(-(-slots // 64))]
@@ -84,6 +127,10 @@ def feed_path_registers(slots: int = 256) -> RegisterMap:
         ("subscribe", 16 + SLOT_WIDTH + 1, "w",
          "subscription: bits 15:0 stock locate, 23:16 slot, 24 enable"),
         ("clear", SLOT_WIDTH, "w", "clear the invalid flag of a slot"),
+        ("state_locate", 16, "rw", "stock locate whose trading_state is read"),
+        ("name", 64, "rw", "name table: the stock (8 bytes, big-endian) of the next commit"),
+        ("name_commit", SLOT_WIDTH + 1, "w",
+         "write the name table entry of name: bits 7:0 slot, bit 8 enable"),
     ]
     return RegisterMap("feed_path", fields)
 
@@ -105,9 +152,11 @@ class FeedPath(wiring.Component):
     """
 
     def __init__(self, *, capacity=8192, ways=8, slots=256, locate_bits=14, levels=32, depth=8,
-                 host_depth=1024, buffer_depth=2048):
+                 host_depth=1024, buffer_depth=2048, subscriptions=None):
         self._feed = FeedBook(source="messages", capacity=capacity, ways=ways, slots=slots,
-                              locate_bits=locate_bits, levels=levels, depth=depth)
+                              locate_bits=locate_bits, levels=levels, depth=depth,
+                              subscriptions=subscriptions)
+        self._locate_bits = locate_bits
         self._host_depth = host_depth
         self._buffer_depth = buffer_depth
         self._slots = slots
@@ -179,6 +228,67 @@ class FeedPath(wiring.Component):
             host.r_en.eq(out.ready),
         ]
 
+        # directory snooping: H -> trading state, R -> subscription by name
+        index = Signal(6)               # byte index in the message (saturates)
+        mtype = Signal(8)
+        locate = Signal(16)
+        stock = Signal(64)
+        state = Signal(8)
+        byte = beat.p.data
+        with m.If(took):
+            m.d.sync += index.eq(Mux(beat.p.last, 0, Mux(index == 63, 63, index + 1)))
+            with m.If(first):
+                m.d.sync += mtype.eq(byte)
+            with m.If((index == _LOCATE) | (index == _LOCATE + 1)):
+                m.d.sync += locate.eq(Cat(byte, locate[:8]))
+            with m.If((index >= _STOCK) & (index < _STOCK + 8)):
+                m.d.sync += stock.eq(Cat(byte, stock[:56]))
+            with m.If(index == _STATE):
+                m.d.sync += state.eq(byte)
+
+        m.submodules.states = states = Memory(shape=3, depth=1 << self._locate_bits, init=[])
+        st_w, st_r = states.write_port(), states.read_port(domain="sync")
+        code = Signal(3)
+        for n, c in enumerate(TRADING_STATES, 1):
+            with m.If(state == ord(c)):
+                m.d.comb += code.eq(n)
+        h_end = took & beat.p.last & (mtype == ord("H")) & (index == _H.length - 1) & ~first
+        m.d.comb += [
+            st_w.addr.eq(locate), st_w.data.eq(code), st_w.en.eq(h_end & (code != 0)),
+            st_r.addr.eq(regs.state_locate), st_r.en.eq(1),
+        ]
+        char = Signal(8)
+        with m.Switch(st_r.data):
+            for n, c in enumerate(TRADING_STATES, 1):
+                with m.Case(n):
+                    m.d.comb += char.eq(ord(c))
+        m.d.comb += regs.trading_state.eq(char)
+
+        names = Memory(shape=data.StructLayout({"name": 64, "slot": SLOT_WIDTH, "valid": 1}),
+                       depth=1 << NAME_BITS, init=[])
+        m.submodules.names = names
+        nm_w, nm_r = names.write_port(), names.read_port(domain="sync")
+        nc = regs.name_commit
+        m.d.comb += [
+            nm_w.addr.eq(reference_hash(regs.name, NAME_BITS)),
+            nm_w.data.name.eq(regs.name), nm_w.data.slot.eq(nc[:SLOT_WIDTH]),
+            nm_w.data.valid.eq(nc[SLOT_WIDTH]), nm_w.en.eq(regs.name_commit_stb),
+            # the stock is whole once its last byte is in: look it up while the message goes on
+            nm_r.addr.eq(reference_hash(stock, NAME_BITS)), nm_r.en.eq(1),
+        ]
+        r_end = took & beat.p.last & (mtype == ord("R")) & (index == _R.length - 1) & ~first
+        found = Signal()
+        m.d.comb += found.eq(nm_r.data.valid & (nm_r.data.name == stock))
+        by_name = Signal(16 + SLOT_WIDTH + 1)       # a Subscription: locate, slot, enable
+        by_name_stb = Signal()
+        m.d.sync += by_name_stb.eq(r_end & found)
+        with m.If(r_end & found):
+            m.d.sync += by_name.eq(Cat(locate, nm_r.data.slot, 1))
+        name_subscribed = Signal(32)
+        with m.If(by_name_stb):
+            m.d.sync += name_subscribed.eq(name_subscribed + 1)
+        m.d.comb += regs.name_subscribed.eq(name_subscribed)
+
         # registers
         m.d.comb += [
             regs.cycle.eq(rx.cycle),
@@ -216,7 +326,19 @@ class FeedPath(wiring.Component):
         command(rx.filter_write, regs.filter_commit_stb,
                 Cat(fc[:FILTER_INDEX_WIDTH], regs.filter_group, regs.filter_port,
                     fc[FILTER_INDEX_WIDTH]))
-        command(feed.subscribe, regs.subscribe_stb, regs.subscribe)
+        # subscriptions come from the host and from R messages: the R's first
+        host_sub, name_sub = Signal(), Signal()
+        sub = feed.subscribe
+        with m.If(regs.subscribe_stb):
+            m.d.sync += host_sub.eq(1)
+        with m.Elif(sub.ready & ~name_sub):
+            m.d.sync += host_sub.eq(0)
+        with m.If(by_name_stb):
+            m.d.sync += name_sub.eq(1)
+        with m.Elif(sub.ready):
+            m.d.sync += name_sub.eq(0)
+        m.d.comb += [sub.valid.eq(host_sub | name_sub),
+                     sub.p.eq(Mux(name_sub, by_name, regs.subscribe))]
         command(feed.clear, regs.clear_stb, regs.clear)
         wiring.connect(m, wiring.flipped(self.query), feed.query)
         return m

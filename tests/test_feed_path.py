@@ -33,22 +33,24 @@ pytestmark = [pytest.mark.sim,
 ITCH_CAPTURES = ("bx-itch50", "psx-itch50")
 
 
-def golden(messages):
+def golden(messages, subscriptions=None):
     """(book lines of the golden builder, locates the gateware must flag)."""
     builder = BookBuilder()
-    exact = FeedBookModel(**{k: v for k, v in DEFAULT_CONFIG.items() if k != "source"})
+    params = {k: v for k, v in DEFAULT_CONFIG.items() if k != "source"}
+    exact = FeedBookModel(**params, **({} if subscriptions is None else
+                                       {"subscriptions": subscriptions}))
     for raw in messages:
         builder.apply(itch.decode(raw))
         exact.event(expected_event(raw))
     slot_to_locate = {slot: loc for loc, slot in exact.subscriptions.items()}
     flagged = {slot_to_locate[s] for s in exact.flagged_ever}
-    lines = [line for line in builder.book_lines(8)
-             if line["stock_locate"] <= DEFAULT_CONFIG["slots"]]
+    subscribed = exact.subscriptions
+    lines = [line for line in builder.book_lines(8) if line["stock_locate"] in subscribed]
     return lines, flagged
 
 
-def check_book(result, messages):
-    want, flagged = golden(messages)
+def check_book(result, messages, subscriptions=None):
+    want, flagged = golden(messages, subscriptions)
     assert set(result.book.flagged) == flagged
     assert list(result.book.book_lines()) == [w for w in want if w["stock_locate"] not in flagged]
 
@@ -113,3 +115,33 @@ def test_synthetic_stream_with_faults():
     check_book(result, messages)
     check_counters(result.registers, frames, messages, bad_fcs=bad_fcs, filtered=filtered)
     assert len(list(result.book.book_lines())) >= 45
+
+
+def test_subscription_by_name_and_trading_state():
+    """R messages subscribe the named stocks (the gateware starts with none); H messages set
+    each locate's trading state, read back through the registers."""
+    messages = list(iter_messages(GeneratorConfig(messages=20_000, symbols=50, seed=9)))
+    h = next(raw for raw in messages if raw[0] == ord("H"))
+    for locate, state in ((1, b"H"), (2, b"P"), (3, b"Q")):     # the day ends oddly
+        messages.append(h[:1] + locate.to_bytes(2, "big") + h[3:19] + state + h[20:])
+    directory = {}                                  # stock -> locate, from the R messages
+    states = {}                                     # locate -> last H state
+    for raw in messages:
+        if raw[0] == ord("R"):
+            msg = itch.decode(raw)
+            directory[msg.stock] = msg.stock_locate
+        elif raw[0] == ord("H"):
+            msg = itch.decode(raw)
+            states[msg.stock_locate] = msg.trading_state
+    stocks = sorted(directory)[::3]                 # a third of them, by name
+    names = {stock: slot for slot, stock in enumerate(stocks)}
+    result = run([(f.data, f.fcs_bad) for f in mold_frames(messages)], messages, FILTERS[:1],
+                 names=names, states_of=sorted(states) + [9999])
+    assert result.registers["name_subscribed"] == sum(
+        1 for raw in messages if raw[0] == ord("R") and itch.decode(raw).stock in names)
+    subscriptions = {directory[s]: slot for s, slot in names.items()}
+    check_book(result, messages, subscriptions)
+    assert {line["stock"] for line in result.book.book_lines()} <= set(stocks)
+    assert len(list(result.book.book_lines())) >= len(stocks) - 3
+    assert set(states.values()) == {"H", "P", "Q", "T"}
+    assert result.states == {**states, 9999: ""}

@@ -33,6 +33,7 @@ class FeedPathRun:
     updates: int
     latency: dict[str, int]         # egress - ingress of the book updates: min, max, mean*1000
     host: list[tuple[int, bytes]]   # (sequence, message) from host_stream, when it was the sink
+    states: dict[int, str]          # stock locate -> trading state read back ("" none)
     cycles: int
     beats: int
     seconds: float
@@ -77,12 +78,18 @@ def _client(h, regmap) -> RegisterClient:
 
 def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
         filters: Sequence[tuple[str, int]], *, sink: str = "o_stream",
+        names: dict[str, int] | None = None, states_of: Sequence[int] = (),
         **overrides) -> FeedPathRun:
     """Frames through the feed path; ``messages`` (the ITCH messages they carry, in sequence
     order) name the stocks in the book lines, as ``tickpath book`` does. ``sink``: the output
     collected, ``"o_stream"`` (book updates: their latency) or ``"host_stream"`` (the host
-    messages); the other is held ready and counted only."""
+    messages); the other is held ready and counted only. ``names`` (stock -> slot): subscribe
+    by name only (the gateware starts with no subscription; ``R`` messages subscribe); the
+    book is then keyed by the locates the ``R`` messages gave those names. ``states_of``:
+    locates whose trading state is read back."""
     from tickpath.sim.harness.feed_book import _chunks
+    if names is not None:
+        overrides["subscriptions"] = {}
     h, config, regmap = feed_path_harness(**overrides)
     book = SimBook(depth=config["depth"], config=config)
     for _ in _chunks(messages, book):       # type counts and stock names
@@ -94,6 +101,7 @@ def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
         for index, (group, port) in enumerate(filters):
             regs.write_many({"filter_group": ip_int(group), "filter_port": port})
             regs.write("filter_commit", index | 1 << 4)
+        _write_names(regs, names or {})
         h.step(4)
         h.set("host_stream__ready", 1)
         h.set("o_stream__ready", 1)
@@ -114,16 +122,52 @@ def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
         else:
             host = _messages(r.payloads())
         registers = regs.read_all()
+        states = {}
+        for locate in states_of:
+            regs.write("state_locate", locate)
+            h.step()                # the state memory answers the cycle after its address
+            code = regs.read("trading_state")
+            states[locate] = chr(code) if code else ""
         _query(h, book, config)
         book.cycles = h.cycle
     book.beats = len(beats)
     for slot in range(config["slots"]):
         if registers[f"invalid_{slot // 64}"] >> slot % 64 & 1:
             book.flagged.setdefault(slot + 1, "invalid")
+    if names is not None:
+        _rekey(book, names)
     latency = ({"min": int(stamps.min()), "max": int(stamps.max()),
                 "mean_milli": int(stamps.mean() * 1000)} if len(stamps) else {})
-    return FeedPathRun(book, registers, r.taken, latency, host, book.cycles, len(beats),
-                       time.perf_counter() - started)
+    return FeedPathRun(book, registers, r.taken, latency, host, states, book.cycles,
+                       len(beats), time.perf_counter() - started)
+
+
+def _write_names(regs: RegisterClient, names: dict[str, int]) -> None:
+    from tickpath.hdl.feed_path import name_index, name_key
+    taken: dict[int, str] = {}
+    for stock, slot in names.items():
+        index = name_index(stock)
+        if index in taken:
+            raise ValueError(f"stocks {taken[index]!r} and {stock!r} share name table entry "
+                             f"{index}: subscribe one of them by locate")
+        taken[index] = stock
+        regs.write("name", name_key(stock))
+        regs.write("name_commit", slot | 1 << 8)
+
+
+def _rekey(book: SimBook, names: dict[str, int]) -> None:
+    """Slot ``s`` was read back as locate ``s + 1``: key it by the locate whose ``R`` named
+    the stock subscribed to ``s`` (slots no ``R`` named are dropped)."""
+    slot_stock = {slot: stock for stock, slot in names.items()}
+    locate_of = {stock: loc for loc, stock in book.stocks.items()}
+    for attr in ("sides", "held", "flagged"):
+        old = getattr(book, attr)
+        new = {}
+        for key, value in old.items():
+            stock = slot_stock.get(key - 1)
+            if stock in locate_of:
+                new[locate_of[stock]] = value
+        setattr(book, attr, new)
 
 
 def _messages(payloads: list[int]) -> list[tuple[int, bytes]]:
