@@ -42,6 +42,8 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
     Entry("itch_decoder_64", "tickpath.hdl.itch_decoder:ItchDecoder", {"*": {"data_width": 64}},
           devices=(E85,)),
     Entry("net_rx",          "tickpath.hdl.net_rx:NetRx", {}),
+    Entry("net_rx_wide",     "tickpath.hdl.net_rx_wide:NetRxWide", {"*": {"width": 8}},
+          devices=(E85,)),
     Entry("mold_sequencer",  "tickpath.hdl.mold_sequencer:MoldSequencer", {}),
     Entry("order_table",     "tickpath.hdl.order_table:OrderTableUnit",
           {E85: {"capacity": 8192}, E25: {"capacity": 2048}, UP5K: {"capacity": 512}}),
