@@ -1,0 +1,492 @@
+"""MoldUDP64 sequencer, 8 bytes a cycle: UDP payloads in, one ITCH message per output packet
+out, realigned to lane 0, in sequence order, with gap and end-of-session events for the host.
+
+Ref: NASDAQ MoldUDP64 1.00. The policy (what is delivered, dropped, counted and reported) is
+:class:`tickpath.model.netfeed.MoldSequencerModel`'s, as for the 8-bit
+:class:`tickpath.hdl.mold_sequencer.MoldSequencer`; only the datapath differs.
+
+Messages start at any byte offset (a 20-byte header, then a 2-byte length before each
+message), so one input beat can hold the end of one message, the next one's length and its
+start. A message that starts in lane ``s`` is realigned by one rotation, the same for all its
+beats: each output beat is lanes ``s..7`` of one input beat (kept in a carry register) and
+lanes ``0..s-1`` of the next. The parser takes one input beat a cycle and, in the same cycle,
+ends the current message and starts the next (length and first bytes into the carry); it
+stays on a beat for another cycle only when that beat completes two output beats of one
+message (its final beat's tail spills into an extra beat), holds a message of up to 6 bytes
+whole or a zero-length block, on the header's decision, and at a heartbeat's trailer check.
+A message of ``L`` bytes takes ``ceil(L / 8)`` output beats, one a cycle, and a small input
+FIFO absorbs the difference with the input's one beat a cycle.
+
+Throughput: per packet the parser spends one cycle per input beat, plus one per message
+whose tail spills into an extra output beat, plus one (the header's decision). For the ITCH
+mix of 19- to 50-byte messages this is about 3% more cycles than input beats when UDP payloads
+come back to back with no gap at all; at the 10 GbE wire rate a payload's frame brings at
+least 8 idle beats (Ethernet, IPv4 and UDP headers, FCS, preamble and inter-frame gap: 66
+bytes), which covers it: the input FIFO (``FIFO_DEPTH`` beats) then never fills and input
+``ready`` never drops. ``sim/feed_wide`` asserts both, on the real captures and the BX sample.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tickpath.protocol.moldudp64 import END_OF_SESSION_COUNT, HEADER_LENGTH
+from tickpath.protocol.netfeed import (
+    SEQ_COUNTERS,
+    TIMESTAMP_WIDTH,
+    SeqEvent,
+    SeqEventKind,
+    wide_message_beat,
+    wide_udp_beat,
+)
+
+__all__ = ["MoldSequencerWide", "FIFO_DEPTH"]
+
+#: Input FIFO depth in beats.
+FIFO_DEPTH = 16
+
+
+class _State(enum.Enum, shape=4):
+    Hdr0   = 0    # session bytes 0-7
+    Hdr1   = 1    # session bytes 8-9, sequence bytes 0-5
+    Hdr2   = 2    # sequence bytes 6-7, message count (lanes 0-3); blocks from lane 4
+    Decide = 3    # the header's decision, on registered fields (the beat is kept)
+    Block  = 4    # a block's length starts at lane `p` (8: in the next beat)
+    LenLo  = 5    # the length's low byte is lane 0 (its high byte ended the previous beat)
+    Data   = 6    # a message's bytes from lane 0 (its earlier bytes in `carry`)
+    Flush  = 7    # `carry` holds a message's final `tail` bytes: send them, then lane `p`
+    Trail  = 8    # no block is left: any byte from lane `p` on is malformed
+    Skip   = 9    # a dropped packet: ignore the rest
+
+
+class MoldSequencerWide(wiring.Component):
+    """Sequence MoldUDP64 packets, 8 bytes a beat, into ITCH messages realigned to lane 0.
+
+    Parameters
+    ----------
+    width : int
+        Bytes a beat: 8 (the 10 GbE MAC's 64 bits).
+    counter_width : int
+        Width of the counters (they wrap).
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(wide_udp_beat(width)))``
+        UDP payloads (one MoldUDP64 packet each). ``ready`` is the input FIFO's: it drops only
+        when the FIFO is full.
+    o_stream : ``Out(stream.Signature(wide_message_beat(width)))``
+        One ITCH message per packet, its type byte in lane 0, ``first``/``last`` on its first
+        and final beats, ``nbytes`` valid lanes, its sequence number and its frame's ingress
+        cycle. The low bits are a :func:`tickpath.protocol.feed.wide_beat` for
+        ``ItchDecoder(data_width=64)``.
+    o_event : ``Out(stream.Signature(SeqEvent))``
+        Gap and end-of-session events, as ``MoldSequencer``'s.
+    session_config, session_check, session, started, expected, high, ended :
+        As ``MoldSequencer``'s.
+    level : ``Out(range(FIFO_DEPTH + 1))``
+        Beats in the input FIFO.
+    packets, messages, heartbeats, end_of_session, duplicates, duplicate_messages, ahead, gaps,
+    foreign, malformed, empty_messages, events_lost : ``Out(counter_width)``
+        Counters, as :class:`tickpath.model.netfeed.MoldSequencerModel` counts them.
+    """
+
+    def __init__(self, *, width=8, counter_width=32):
+        if width != 8:
+            raise ValueError(f"width must be 8 bytes, not {width}")
+        if counter_width not in range(1, 65):
+            raise ValueError(f"counter_width must be in 1..64, not {counter_width}")
+        self._width = width
+        self._counter_width = counter_width
+        members = {
+            "i_stream":       In(stream.Signature(wide_udp_beat(width))),
+            "o_stream":       Out(stream.Signature(wide_message_beat(width))),
+            "o_event":        Out(stream.Signature(SeqEvent)),
+            "session_config": In(80),
+            "session_check":  In(1),
+            "session":        Out(80),
+            "started":        Out(1),
+            "expected":       Out(64),
+            "high":           Out(64),
+            "ended":          Out(1),
+            "level":          Out(range(FIFO_DEPTH + 1)),
+        }
+        members.update({name: Out(counter_width) for name in SEQ_COUNTERS})
+        super().__init__(members)
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def counter_width(self):
+        return self._counter_width
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self._width
+        if HEADER_LENGTH != 2 * W + 4:
+            raise AssertionError("the header is taken as two beats and four lanes")
+        out = self.o_stream
+        ev = self.o_event
+
+        # --- input FIFO -------------------------------------------------------------------
+        entry = data.StructLayout({"data": 8 * W, "nbytes": range(W + 1), "last": 1,
+                                   "ingress": TIMESTAMP_WIDTH})
+        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=entry.size, depth=FIFO_DEPTH)
+        i = self.i_stream
+        m.d.comb += [
+            q.w_data.eq(Cat(i.p.data, i.p.nbytes, i.p.last, i.p.ingress)),
+            q.w_en.eq(i.valid),
+            i.ready.eq(q.w_rdy),
+            self.level.eq(q.level),
+        ]
+        beat = data.View(entry, q.r_data)
+        n = beat.nbytes
+        last = beat.last
+
+        def lane(j):
+            return beat.data[8 * j:8 * j + 8]
+
+        # --- parser registers ---------------------------------------------------------------
+        state       = Signal(_State)
+        p           = Signal(range(W + 1))   # lane of the next block (Block, Flush, Trail; Data)
+        carry       = Signal(8 * W)          # the current message's bytes not yet sent
+        shift       = Signal(range(W))       # the current message's first lane: its rotation
+        held        = Signal(range(W + 1))   # bytes in `carry` between beats: W - shift, or 0
+        beats_left  = Signal(14)             # Data: beats after this one to its last byte
+        end_lane    = Signal(range(W))       # lane of its last byte in that beat
+        tail        = Signal(range(W + 1))   # Flush: bytes in `carry`
+        partial     = Signal()               # Flush: a message cut short by the packet's end
+        blen_hi     = Signal(8)
+        emit        = Signal()               # the current message is delivered
+        out_first   = Signal()               # the next output beat is a message's first
+        dup_left    = Signal(16)             # blocks before the expected one (duplicates)
+        blocks_left = Signal(16)
+        cur         = Signal(64)             # sequence number of the current block
+        sess_in     = Signal(80)
+        seq_in      = Signal(64)
+        count       = Signal(16)
+        bad         = Signal()               # the packet is malformed (counted at its end)
+        have        = Signal()               # a session was latched
+        eos_pending = Signal()
+        eos_seq     = Signal(64)
+
+        def bump(counter):
+            c = getattr(self, counter)
+            m.d.sync += c.eq(c + 1)
+
+        out_free = Signal()
+        go       = Signal()                  # the parser acts this cycle
+        pop      = Signal()                  # ... and is done with the beat
+        bad_now  = Signal()                  # ... and finds the packet malformed
+        m.d.comb += [
+            out_free.eq(~out.valid | out.ready),
+            go.eq(q.r_rdy & out_free),
+            q.r_en.eq(go & pop),
+        ]
+
+        # --- output beat --------------------------------------------------------------------
+        o_valid  = Signal()
+        o_data   = Signal(8 * W)
+        o_nbytes = Signal(range(W + 1))
+        o_last   = Signal()
+        with m.If(go & o_valid):
+            m.d.sync += out_first.eq(0)
+            with m.If(emit):
+                m.d.sync += [
+                    out.valid.eq(1),
+                    out.p.data.eq(o_data),
+                    out.p.nbytes.eq(o_nbytes),
+                    out.p.first.eq(out_first),
+                    out.p.last.eq(o_last),
+                    out.p.sequence.eq(cur),
+                    out.p.ingress.eq(beat.ingress),
+                ]
+            with m.Elif(out.ready):
+                m.d.sync += out.valid.eq(0)
+        with m.Elif(out.ready):
+            m.d.sync += out.valid.eq(0)
+
+        # carry ++ this beat's lanes 0..shift-1 (a full beat), and lanes shift.. as the next
+        # carry: one rotation by the registered `shift`
+        joined = Signal(8 * W)
+        rest   = Signal(8 * W)
+        with m.Switch(shift):
+            for k in range(W):
+                with m.Case(k):
+                    if k == 0:
+                        m.d.comb += joined.eq(beat.data)
+                    else:
+                        m.d.comb += joined.eq(Cat(carry[:8 * (W - k)], beat.data[:8 * k]))
+                    m.d.comb += rest.eq(beat.data[8 * k:])
+
+        # --- events -------------------------------------------------------------------------
+        gap_fire  = Signal()
+        gap_first = Signal(64)
+        gap_count = Signal(64)
+        ev_free = Signal()
+        m.d.comb += ev_free.eq(~ev.valid | ev.ready)
+        with m.If(gap_fire):
+            bump("gaps")
+            with m.If(ev_free):
+                m.d.sync += [
+                    ev.valid.eq(1),
+                    ev.p.kind.eq(SeqEventKind.Gap),
+                    ev.p.session.eq(sess_in),
+                    ev.p.first.eq(gap_first),
+                    ev.p.count.eq(gap_count),
+                ]
+            with m.Else():
+                bump("events_lost")
+        with m.Elif(eos_pending & ev_free):
+            m.d.sync += [
+                ev.valid.eq(1),
+                ev.p.kind.eq(SeqEventKind.EndOfSession),
+                ev.p.session.eq(self.session),
+                ev.p.first.eq(eos_seq),
+                ev.p.count.eq(0),
+                eos_pending.eq(0),
+            ]
+        with m.Elif(ev.ready):
+            m.d.sync += ev.valid.eq(0)
+
+        # --- block bookkeeping --------------------------------------------------------------
+        no_block   = Signal()     # no block is left for the next block start
+        next_emit  = Signal()     # the next block is delivered
+        msg_done   = Signal()     # a message ends this cycle (its counters are bumped here)
+        empty_done = Signal()     # a zero-length block ends this cycle
+        delivered  = Signal()
+        m.d.comb += delivered.eq(Mux(msg_done, emit, next_emit))
+        with m.If(go & (msg_done | empty_done)):
+            with m.If(delivered):
+                m.d.sync += self.expected.eq(self.expected + 1)
+                with m.If(self.expected == self.high):        # expected <= high always
+                    m.d.sync += self.high.eq(self.expected + 1)
+            with m.Else():
+                bump("duplicate_messages")
+            m.d.sync += [
+                cur.eq(cur + 1),
+                blocks_left.eq(blocks_left - 1),
+                dup_left.eq(Mux(dup_left == 0, 0, dup_left - 1)),
+            ]
+        # as seen by the next block, if it starts in the same cycle
+        m.d.comb += [
+            no_block.eq(Mux(msg_done, blocks_left == 1, blocks_left == 0)),
+            next_emit.eq(Mux(msg_done, dup_left <= 1, dup_left == 0)),
+        ]
+
+        # A block's length L, its data from lane `first_lane`: the whole message, or its
+        # first bytes into `carry`
+        def take_length(length, first_lane):
+            avail = Signal(range(-W, W + 1), name="avail")
+            end = Signal(17, name="end")             # its last byte, from this beat's lane 0
+            m.d.comb += [avail.eq(n - first_lane), end.eq(first_lane + length - 1)]
+            with m.If(length == 0):
+                with m.If(msg_done):                 # one block a cycle: take it next cycle
+                    m.d.sync += state.eq(_State.Block)
+                with m.Else():
+                    with m.If(next_emit):
+                        bump("empty_messages")
+                    m.d.comb += empty_done.eq(1)
+                    m.d.sync += [state.eq(_State.Block), p.eq(first_lane)]
+            with m.Elif(length <= avail):            # whole in this beat (up to W - 2 bytes)
+                m.d.sync += [
+                    emit.eq(next_emit),
+                    out_first.eq(1),
+                    carry.eq(beat.data >> (first_lane * 8)),
+                    tail.eq(length),
+                    partial.eq(0),
+                    p.eq(first_lane + length),
+                    state.eq(_State.Flush),
+                ]
+            with m.Elif(last):                       # cut short by the packet's end
+                m.d.comb += bad_now.eq(1)
+                with m.If((avail > 0) & next_emit):
+                    m.d.sync += [
+                        emit.eq(1),
+                        out_first.eq(1),
+                        carry.eq(beat.data >> (first_lane * 8)),
+                        tail.eq(avail),
+                        partial.eq(1),
+                        state.eq(_State.Flush),
+                    ]
+                with m.Else():
+                    m.d.comb += pop.eq(1)
+                    m.d.sync += state.eq(_State.Hdr0)
+            with m.Else():                           # goes on in the next beats
+                m.d.comb += pop.eq(1)
+                m.d.sync += [
+                    emit.eq(next_emit),
+                    out_first.eq(1),
+                    carry.eq(beat.data >> (first_lane * 8)),
+                    shift.eq(first_lane[:len(shift)]),
+                    held.eq(Mux(first_lane == W, 0, W - first_lane)),
+                    beats_left.eq(end[3:] - 1),
+                    end_lane.eq(end[:3]),
+                    p.eq(end[:3] + 1),
+                    state.eq(_State.Data),
+                ]
+
+        # The next block from lane `p`, `carry` free (or being sent this cycle)
+        def start_block():
+            with m.If(no_block):
+                m.d.comb += [bad_now.eq((p < n) | ~last), pop.eq(1)]
+                m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
+            with m.Elif(p >= n):
+                m.d.comb += [bad_now.eq(last), pop.eq(1)]
+                m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.Block)), p.eq(0)]
+            with m.Elif(p == n - 1):
+                m.d.comb += [bad_now.eq(last), pop.eq(1)]
+                m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.LenLo)),
+                             blen_hi.eq(beat.data.word_select(p[:3], 8))]
+            with m.Else():
+                hi = beat.data.word_select(p[:3], 8)
+                lo = beat.data.word_select((p + 1)[:3], 8)
+                first_lane = Signal(range(W + 3), name="first_lane")
+                m.d.comb += first_lane.eq(p + 2)
+                take_length(Cat(lo, hi), first_lane)
+
+        # --- parser -------------------------------------------------------------------------
+        with m.If(go):
+            with m.Switch(state):
+                with m.Case(_State.Hdr0):
+                    m.d.comb += [pop.eq(1), bad_now.eq(last)]
+                    m.d.sync += sess_in[16:].eq(Cat(*(lane(j) for j in reversed(range(8)))))
+                    with m.If(~last):
+                        m.d.sync += state.eq(_State.Hdr1)
+                with m.Case(_State.Hdr1):
+                    m.d.comb += [pop.eq(1), bad_now.eq(last)]
+                    m.d.sync += [
+                        sess_in[:16].eq(Cat(lane(1), lane(0))),
+                        seq_in[16:].eq(Cat(*(lane(j) for j in reversed(range(2, 8))))),
+                        state.eq(Mux(last, _State.Hdr0, _State.Hdr2)),
+                    ]
+                with m.Case(_State.Hdr2):
+                    m.d.sync += [seq_in[:16].eq(Cat(lane(1), lane(0))),
+                                 count.eq(Cat(lane(3), lane(2)))]
+                    with m.If(n < 4):
+                        m.d.comb += [pop.eq(1), bad_now.eq(1)]
+                        m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
+                    with m.Else():
+                        m.d.sync += state.eq(_State.Decide)
+                with m.Case(_State.Decide):
+                    self._decide(m, sess_in, seq_in, count, state, p, have, cur, blocks_left,
+                                 dup_left, eos_pending, eos_seq, gap_fire, gap_first, gap_count,
+                                 bump)
+                with m.Case(_State.Block):
+                    start_block()
+                with m.Case(_State.LenLo):
+                    take_length(Cat(lane(0), blen_hi), Const(1, range(W + 3)))
+                with m.Case(_State.Data):
+                    ends = Signal()
+                    m.d.comb += ends.eq(beats_left == 0)
+                    with m.If(last & (~ends | (n <= end_lane))):     # cut short
+                        m.d.comb += [bad_now.eq(1), o_valid.eq(1), o_data.eq(joined),
+                                     o_last.eq(1)]
+                        with m.If(held + n <= W):
+                            m.d.comb += [pop.eq(1), o_nbytes.eq(held + n)]
+                            m.d.sync += state.eq(_State.Hdr0)
+                        with m.Else():
+                            m.d.comb += [o_nbytes.eq(W), o_last.eq(0)]
+                            m.d.sync += [carry.eq(rest), tail.eq(n - shift), partial.eq(1),
+                                         state.eq(_State.Flush)]
+                    with m.Elif(~ends):
+                        m.d.comb += [pop.eq(1), o_valid.eq(1), o_data.eq(joined),
+                                     o_nbytes.eq(W)]
+                        m.d.sync += [carry.eq(rest), beats_left.eq(beats_left - 1)]
+                    with m.Elif((shift == 0) | (end_lane < shift)):  # one final beat
+                        m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_last.eq(1),
+                                     o_nbytes.eq(held + end_lane + 1), msg_done.eq(1)]
+                        with m.If(emit):
+                            bump("messages")
+                        start_block()
+                    with m.Else():                   # a full beat, then the tail
+                        m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_nbytes.eq(W)]
+                        m.d.sync += [carry.eq(rest), tail.eq(end_lane + 1 - shift),
+                                     partial.eq(0), state.eq(_State.Flush)]
+                with m.Case(_State.Flush):
+                    m.d.comb += [o_valid.eq(1), o_data.eq(carry), o_nbytes.eq(tail),
+                                 o_last.eq(1)]
+                    with m.If(partial):
+                        m.d.comb += pop.eq(1)
+                        m.d.sync += state.eq(_State.Hdr0)
+                    with m.Else():
+                        m.d.comb += msg_done.eq(1)
+                        with m.If(emit):
+                            bump("messages")
+                        start_block()
+                with m.Case(_State.Trail):
+                    m.d.comb += [bad_now.eq((p < n) | ~last), pop.eq(1)]
+                    m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
+                with m.Case(_State.Skip):
+                    m.d.comb += pop.eq(1)
+                    with m.If(last):
+                        m.d.sync += state.eq(_State.Hdr0)
+
+            with m.If(pop & last):
+                bump("packets")
+                m.d.sync += [bad.eq(0), state.eq(_State.Hdr0)]
+                with m.If(bad | bad_now):
+                    bump("malformed")
+            with m.Elif(bad_now):
+                m.d.sync += bad.eq(1)
+        return m
+
+    def _decide(self, m, sess_in, seq_in, count, state, p, have, cur, blocks_left, dup_left,
+                eos_pending, eos_seq, gap_fire, gap_first, gap_count, bump):
+        """The header's decisions, a cycle after its last byte, on registered fields."""
+        known_session = Signal()
+        session_now = Signal(80)
+        m.d.comb += [
+            known_session.eq(have | self.session_check),
+            session_now.eq(Mux(self.session_check, self.session_config, self.session)),
+        ]
+        exp = Signal(64)
+        hi = Signal(64)
+        known = Signal(64)
+        m.d.comb += [
+            exp.eq(Mux(self.started, self.expected, seq_in)),
+            hi.eq(Mux(self.started, self.high, seq_in)),
+            known.eq(Mux(hi > exp, hi, exp)),
+        ]
+
+        def reveal(end):
+            with m.If(end > known):
+                m.d.comb += [gap_fire.eq(1), gap_first.eq(known), gap_count.eq(end - known)]
+                m.d.sync += self.high.eq(end)
+
+        m.d.sync += p.eq(HEADER_LENGTH % 8)
+        with m.If(known_session & (sess_in != session_now)):
+            bump("foreign")
+            m.d.sync += state.eq(_State.Skip)
+        with m.Else():
+            m.d.sync += [
+                have.eq(1),
+                self.session.eq(Mux(self.session_check, self.session_config,
+                                    Mux(have, self.session, sess_in))),
+                self.started.eq(1),
+                self.expected.eq(exp),
+                self.high.eq(hi),
+            ]
+            with m.If((count == 0) | (count == END_OF_SESSION_COUNT)):
+                with m.If(count == 0):
+                    bump("heartbeats")
+                with m.Else():
+                    bump("end_of_session")
+                    with m.If(~self.ended):
+                        m.d.sync += [self.ended.eq(1), eos_pending.eq(1), eos_seq.eq(seq_in)]
+                reveal(seq_in)
+                m.d.sync += state.eq(_State.Trail)
+            with m.Else():
+                end = Signal(64)
+                m.d.comb += end.eq(seq_in + count)
+                with m.If(seq_in > exp):
+                    bump("ahead")
+                    reveal(end)
+                    m.d.sync += state.eq(_State.Skip)
+                with m.Elif(end <= exp):
+                    bump("duplicates")
+                    m.d.sync += state.eq(_State.Skip)
+                with m.Else():
+                    m.d.sync += [cur.eq(seq_in), blocks_left.eq(count),
+                                 dup_left.eq((exp - seq_in)[:16]), state.eq(_State.Block)]
