@@ -40,10 +40,13 @@ from tickpath.protocol.netfeed import (
     wide_udp_beat,
 )
 
-__all__ = ["MoldSequencerWide", "FIFO_DEPTH"]
+__all__ = ["MoldSequencerWide", "FIFO_DEPTH", "OUT_DEPTH"]
 
 #: Input FIFO depth in beats.
 FIFO_DEPTH = 16
+#: Output queue depth in entries (an entry is one output beat, or a full beat and its
+#: message's final tail).
+OUT_DEPTH = 16
 
 
 class _State(enum.Enum, shape=4):
@@ -85,6 +88,8 @@ class MoldSequencerWide(wiring.Component):
         As ``MoldSequencer``'s.
     level : ``Out(range(FIFO_DEPTH + 1))``
         Beats in the input FIFO.
+    out_level : ``Out(range(OUT_DEPTH + 1))``
+        Entries in the output queue.
     packets, messages, heartbeats, end_of_session, duplicates, duplicate_messages, ahead, gaps,
     foreign, malformed, empty_messages, events_lost : ``Out(counter_width)``
         Counters, as :class:`tickpath.model.netfeed.MoldSequencerModel` counts them.
@@ -109,6 +114,7 @@ class MoldSequencerWide(wiring.Component):
             "high":           Out(64),
             "ended":          Out(1),
             "level":          Out(range(FIFO_DEPTH + 1)),
+            "out_level":      Out(range(OUT_DEPTH + 1)),
         }
         members.update({name: Out(counter_width) for name in SEQ_COUNTERS})
         super().__init__(members)
@@ -175,37 +181,68 @@ class MoldSequencerWide(wiring.Component):
             c = getattr(self, counter)
             m.d.sync += c.eq(c + 1)
 
-        out_free = Signal()
+        # --- output queue: one entry a cycle, one beat or two of one message (a full beat and
+        # its final tail) --------------------------------------------------------------------
+        pair = data.StructLayout({
+            "data0": 8 * W, "nbytes0": range(W + 1), "first0": 1, "last0": 1, "two": 1,
+            "data1": 8 * W, "nbytes1": range(W + 1),
+            "sequence": 64, "ingress": TIMESTAMP_WIDTH})
+        m.submodules.out_fifo = oq = fifo.SyncFIFOBuffered(width=pair.size, depth=OUT_DEPTH)
+        m.d.comb += self.out_level.eq(oq.level)
+        head = data.View(pair, oq.r_data)
+        phase = Signal()                     # the head entry's first beat is out
+        take_out = Signal()
+        m.d.comb += [
+            take_out.eq(~out.valid | out.ready),
+            oq.r_en.eq(take_out & oq.r_rdy & (phase | ~head.two)),
+        ]
+        with m.If(take_out):
+            m.d.sync += out.valid.eq(oq.r_rdy)
+            with m.If(oq.r_rdy):
+                m.d.sync += [out.p.sequence.eq(head.sequence), out.p.ingress.eq(head.ingress)]
+                with m.If(~phase):
+                    m.d.sync += [
+                        out.p.data.eq(head.data0),
+                        out.p.nbytes.eq(head.nbytes0),
+                        out.p.first.eq(head.first0),
+                        out.p.last.eq(head.last0),
+                        phase.eq(head.two),
+                    ]
+                with m.Else():
+                    m.d.sync += [
+                        out.p.data.eq(head.data1),
+                        out.p.nbytes.eq(head.nbytes1),
+                        out.p.first.eq(0),
+                        out.p.last.eq(1),
+                        phase.eq(0),
+                    ]
+
         go       = Signal()                  # the parser acts this cycle
         pop      = Signal()                  # ... and is done with the beat
         bad_now  = Signal()                  # ... and finds the packet malformed
         m.d.comb += [
-            out_free.eq(~out.valid | out.ready),
-            go.eq(q.r_rdy & out_free),
+            go.eq(q.r_rdy & oq.w_rdy),
             q.r_en.eq(go & pop),
         ]
 
-        # --- output beat --------------------------------------------------------------------
-        o_valid  = Signal()
+        o_valid  = Signal()                  # the parser sends a beat (if `emit`)
         o_data   = Signal(8 * W)
         o_nbytes = Signal(range(W + 1))
         o_last   = Signal()
+        o_two    = Signal()                  # ... and its message's final tail
+        o_data1  = Signal(8 * W)
+        o_nbytes1 = Signal(range(W + 1))
+        o_entry = Signal(pair)
+        m.d.comb += [
+            o_entry.data0.eq(o_data), o_entry.nbytes0.eq(o_nbytes), o_entry.first0.eq(out_first),
+            o_entry.last0.eq(o_last & ~o_two), o_entry.two.eq(o_two),
+            o_entry.data1.eq(o_data1), o_entry.nbytes1.eq(o_nbytes1),
+            o_entry.sequence.eq(cur), o_entry.ingress.eq(beat.ingress),
+            oq.w_data.eq(o_entry),
+            oq.w_en.eq(go & o_valid & emit),
+        ]
         with m.If(go & o_valid):
             m.d.sync += out_first.eq(0)
-            with m.If(emit):
-                m.d.sync += [
-                    out.valid.eq(1),
-                    out.p.data.eq(o_data),
-                    out.p.nbytes.eq(o_nbytes),
-                    out.p.first.eq(out_first),
-                    out.p.last.eq(o_last),
-                    out.p.sequence.eq(cur),
-                    out.p.ingress.eq(beat.ingress),
-                ]
-            with m.Elif(out.ready):
-                m.d.sync += out.valid.eq(0)
-        with m.Elif(out.ready):
-            m.d.sync += out.valid.eq(0)
 
         # carry ++ this beat's lanes 0..shift-1 (a full beat), and lanes shift.. as the next
         # carry: one rotation by the registered `shift`
@@ -270,9 +307,12 @@ class MoldSequencerWide(wiring.Component):
                 dup_left.eq(Mux(dup_left == 0, 0, dup_left - 1)),
             ]
         # as seen by the next block, if it starts in the same cycle
+        deciding   = Signal()     # the header's decision delivers: the first block starts
+        first_emit = Signal()     # ... and is the expected one
         m.d.comb += [
-            no_block.eq(Mux(msg_done, blocks_left == 1, blocks_left == 0)),
-            next_emit.eq(Mux(msg_done, dup_left <= 1, dup_left == 0)),
+            no_block.eq(~deciding & Mux(msg_done, blocks_left == 1, blocks_left == 0)),
+            next_emit.eq(Mux(deciding, first_emit,
+                             Mux(msg_done, dup_left <= 1, dup_left == 0))),
         ]
 
         # A block's length L, its data from lane `first_lane`: the whole message, or its
@@ -282,7 +322,7 @@ class MoldSequencerWide(wiring.Component):
             end = Signal(17, name="end")             # its last byte, from this beat's lane 0
             m.d.comb += [avail.eq(n - first_lane), end.eq(first_lane + length - 1)]
             with m.If(length == 0):
-                with m.If(msg_done):                 # one block a cycle: take it next cycle
+                with m.If(msg_done | deciding):      # one block a cycle: take it next cycle
                     m.d.sync += state.eq(_State.Block)
                 with m.Else():
                     with m.If(next_emit):
@@ -363,16 +403,20 @@ class MoldSequencerWide(wiring.Component):
                     ]
                 with m.Case(_State.Hdr2):
                     m.d.sync += [seq_in[:16].eq(Cat(lane(1), lane(0))),
-                                 count.eq(Cat(lane(3), lane(2)))]
+                                 count.eq(Cat(lane(3), lane(2))),
+                                 p.eq(HEADER_LENGTH % W)]
                     with m.If(n < 4):
                         m.d.comb += [pop.eq(1), bad_now.eq(1)]
                         m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
                     with m.Else():
                         m.d.sync += state.eq(_State.Decide)
                 with m.Case(_State.Decide):
-                    self._decide(m, sess_in, seq_in, count, state, p, have, cur, blocks_left,
-                                 dup_left, eos_pending, eos_seq, gap_fire, gap_first, gap_count,
-                                 bump)
+                    deliver = self._decide(m, sess_in, seq_in, count, state, have, cur,
+                                           blocks_left, dup_left, eos_pending, eos_seq,
+                                           gap_fire, gap_first, gap_count, first_emit, bump)
+                    with m.If(deliver):
+                        m.d.comb += deciding.eq(1)
+                        start_block()
                 with m.Case(_State.Block):
                     start_block()
                 with m.Case(_State.LenLo):
@@ -387,23 +431,24 @@ class MoldSequencerWide(wiring.Component):
                             m.d.comb += [pop.eq(1), o_nbytes.eq(held + n)]
                             m.d.sync += state.eq(_State.Hdr0)
                         with m.Else():
-                            m.d.comb += [o_nbytes.eq(W), o_last.eq(0)]
-                            m.d.sync += [carry.eq(rest), tail.eq(n - shift), partial.eq(1),
-                                         state.eq(_State.Flush)]
+                            m.d.comb += [pop.eq(1), o_nbytes.eq(W), o_two.eq(1),
+                                         o_data1.eq(rest), o_nbytes1.eq(n - shift)]
+                            m.d.sync += state.eq(_State.Hdr0)
                     with m.Elif(~ends):
                         m.d.comb += [pop.eq(1), o_valid.eq(1), o_data.eq(joined),
                                      o_nbytes.eq(W)]
                         m.d.sync += [carry.eq(rest), beats_left.eq(beats_left - 1)]
-                    with m.Elif((shift == 0) | (end_lane < shift)):  # one final beat
+                    with m.Else():       # the final beat, or a full beat and the final tail
                         m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_last.eq(1),
-                                     o_nbytes.eq(held + end_lane + 1), msg_done.eq(1)]
+                                     msg_done.eq(1)]
+                        with m.If((shift == 0) | (end_lane < shift)):
+                            m.d.comb += o_nbytes.eq(held + end_lane + 1)
+                        with m.Else():
+                            m.d.comb += [o_nbytes.eq(W), o_two.eq(1), o_data1.eq(rest),
+                                         o_nbytes1.eq(end_lane + 1 - shift)]
                         with m.If(emit):
                             bump("messages")
                         start_block()
-                    with m.Else():                   # a full beat, then the tail
-                        m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_nbytes.eq(W)]
-                        m.d.sync += [carry.eq(rest), tail.eq(end_lane + 1 - shift),
-                                     partial.eq(0), state.eq(_State.Flush)]
                 with m.Case(_State.Flush):
                     m.d.comb += [o_valid.eq(1), o_data.eq(carry), o_nbytes.eq(tail),
                                  o_last.eq(1)]
@@ -432,9 +477,10 @@ class MoldSequencerWide(wiring.Component):
                 m.d.sync += bad.eq(1)
         return m
 
-    def _decide(self, m, sess_in, seq_in, count, state, p, have, cur, blocks_left, dup_left,
-                eos_pending, eos_seq, gap_fire, gap_first, gap_count, bump):
-        """The header's decisions, a cycle after its last byte, on registered fields."""
+    def _decide(self, m, sess_in, seq_in, count, state, have, cur, blocks_left, dup_left,
+                eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit, bump):
+        """The header's decisions, a cycle after its last byte, on registered fields; returns
+        whether the packet is delivered (its first block then starts in the same cycle)."""
         known_session = Signal()
         session_now = Signal(80)
         m.d.comb += [
@@ -455,7 +501,7 @@ class MoldSequencerWide(wiring.Component):
                 m.d.comb += [gap_fire.eq(1), gap_first.eq(known), gap_count.eq(end - known)]
                 m.d.sync += self.high.eq(end)
 
-        m.d.sync += p.eq(HEADER_LENGTH % 8)
+        deliver = Signal()
         with m.If(known_session & (sess_in != session_now)):
             bump("foreign")
             m.d.sync += state.eq(_State.Skip)
@@ -487,6 +533,8 @@ class MoldSequencerWide(wiring.Component):
                 with m.Elif(end <= exp):
                     bump("duplicates")
                     m.d.sync += state.eq(_State.Skip)
-                with m.Else():
+                with m.Else():     # seq_in <= exp < end: fewer than 2**16 duplicates first
+                    m.d.comb += [deliver.eq(1), first_emit.eq(exp[:16] == seq_in[:16])]
                     m.d.sync += [cur.eq(seq_in), blocks_left.eq(count),
                                  dup_left.eq((exp - seq_in)[:16]), state.eq(_State.Block)]
+        return deliver
