@@ -54,11 +54,16 @@ def _check(stats, seeds):
         got = stats[f"random_stream/seed={s}"]
         missing = [k for k in COVERAGE if not got["coverage"].get(k)]
         assert not missing, f"seed {s} never produced {missing}"
-    lat = stats["latency"]
-    # the engine alone: resting accept 7, reject 3 (test_sim_matching); the gate adds 2
-    assert lat["rest"][0] == lat["rest"][1] == 9
-    assert lat["gate_reject"][0] == lat["gate_reject"][1] == 2
-    assert lat["engine_reject"][0] == 5
+    lat = stats["latency"]["from_offer"]
+    assert stats["latency"]["from_handshake"]["replaced"][0] == 7
+    # the engine alone: resting accept 7, crossing accept 4, reject 3 (test_sim_matching);
+    # the gate adds 1
+    assert lat["rest"][0] == lat["rest"][1] == 8
+    assert lat["cross"][0] == lat["cross"][1] == 5
+    assert lat["gate_reject"][0] == lat["gate_reject"][1] == 1
+    assert lat["engine_reject"][0] == lat["engine_reject"][1] == 4
+    # a replace waits a cycle for its token row: the engine's 6 + 2
+    assert lat["replaced"][0] == lat["replaced"][1] == 8
 
 
 @pytest.mark.skipif(not _available("icarus"), reason="icarus is not installed")

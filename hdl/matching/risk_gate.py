@@ -10,14 +10,15 @@ event the engine hands on (``track``), from which it keeps the token table (firm
 open shares per token), the positions and open shares per firm and symbol, and the last trade
 per symbol.
 
-Pipeline: an order is taken into ``s1`` (cycle 0); in the first cycle where the engine has
-settled and the tracker is empty, every check is evaluated from ``s1`` and the state (cycle 1,
-``checked`` high); the verdict is registered: the order goes to the engine on ``o_stream``
-(cycle 2, the engine takes it at once when idle), or a ``rejected`` event on ``r_stream`` (out
-in cycle 2, one cycle before the engine's own reject would be). So the gate costs 2 cycles on
-an accept. A replace's token table row is read from the record on ``i_stream`` while it is
-taken, then re-read from ``s1`` every cycle while it waits (the read port is transparent to
-the tracker's writes), so the check always sees the current row.
+Pipeline: ``i_stream`` is ready when the engine has settled, the tracker is empty and no mass
+cancel is due; every check is evaluated combinationally from the record and the state in the
+cycle it is taken (``checked`` high), and the verdict is registered: the order goes to the
+engine on ``o_stream`` (the next cycle; the engine, idle, takes it at once), or a ``rejected``
+event is out on ``r_stream`` the next cycle. So the gate costs 1 cycle on an accept. A
+replace needs its token table row (firm, symbol, side, open shares), read (synchronously, so
+the table can be block RAM) from the record's token while the record waits: a replace is
+taken only after it has waited a cycle (the read port is transparent to the tracker's writes,
+and nothing is written in the check's cycle, so the row is current).
 
 Mass cancels (kill switch bits rising, the dead-man switch tripping) are sent to the engine
 as end-of-day records with ``min_qty`` ``MASS_CANCEL_ALL``/``MASS_CANCEL_FIRM`` when it has
@@ -249,30 +250,30 @@ rejects_t : ``Out(32)``
                 level = tokens[f] - take[f] + tick
                 m.d.sync += tokens[f].eq(Mux(level > burst, burst, level))
 
-        # --- stage 1: the order waiting for its check -------------------------------------
-        s1_valid = Signal()
-        s1 = Signal(OrderRecord)
+        # --- the order on i_stream, the verdict registers ---------------------------------
+        s1 = self.i_stream.payload
         out_valid = Signal()
         out = Signal(OrderRecord)
         rej_valid = Signal()
         rej = Signal(EventRecord)
-        m.d.comb += [self.i_stream.ready.eq(~s1_valid),
-                     self.o_stream.valid.eq(out_valid), self.o_stream.payload.eq(out),
+        m.d.comb += [self.o_stream.valid.eq(out_valid), self.o_stream.payload.eq(out),
                      self.r_stream.valid.eq(rej_valid), self.r_stream.payload.eq(rej)]
-        taken = self.i_stream.valid & ~s1_valid
-        m.d.comb += rd_c.addr.eq(Mux(taken, self.i_stream.payload.order_id, s1.order_id)[:TB])
-        with m.If(taken):
-            m.d.sync += [s1_valid.eq(1), s1.eq(self.i_stream.payload)]
+        # a replace's token row: read from the record while it waits (its payload is stable)
+        m.d.comb += rd_c.addr.eq(s1.order_id[:TB])
+        waited = Signal()
+        m.d.sync += waited.eq(self.i_stream.valid & ~self.i_stream.ready)
         with m.If(self.o_stream.ready):
             m.d.sync += out_valid.eq(0)
         with m.If(self.r_stream.ready):
             m.d.sync += rej_valid.eq(0)
 
-        free = self.settled & ~t2_valid & ~self.track_valid & ~out_valid & ~rej_valid
-        m.d.comb += self.busy.eq(s1_valid | out_valid | rej_valid | t2_valid | self.track_valid
+        # a kill write or a dead-man trip being turned into a pending mass cancel goes first
+        free = (self.settled & ~t2_valid & ~self.track_valid & ~out_valid & ~rej_valid
+                & (kill == kill_prev) & ~trip)
+        m.d.comb += self.busy.eq(out_valid | rej_valid | t2_valid | self.track_valid
                                  | (pending != 0) | trip | (kill != kill_prev))
 
-        # --- the checks (combinational from s1 and the state) -------------------------------
+        # --- the checks (combinational from the record and the state) ----------------------
         entry = rd_c.data
         is_enter = s1.action == Action.Enter
         is_replace = s1.action == Action.Replace
@@ -359,9 +360,10 @@ rejects_t : ``Out(32)``
                         m.d.comb += [issued.eq(1 << f), mc.min_qty.eq(MASS_CANCEL_FIRM),
                                      mc.firm.eq(f)]
             m.d.sync += [out_valid.eq(1), out.eq(mc)]
-        with m.Elif(free & s1_valid):
+        with m.Elif(free & (~is_replace | waited)):
+            m.d.comb += self.i_stream.ready.eq(1)
+        with m.If(self.i_stream.valid & self.i_stream.ready):
             m.d.comb += self.checked.eq(1)
-            m.d.sync += s1_valid.eq(0)
             with m.If(reason != 0):
                 m.d.sync += [rej_valid.eq(1), rej.eq(0), rej.kind.eq(EventKind.Rejected),
                              rej.last.eq(1), rej.side.eq(s1.side), rej.reason.eq(reason),

@@ -55,6 +55,7 @@ class GatedTB(TB):
         self.expected = 0                       # events expected so far
         self.coverage: Counter[str] = Counter()
         self.mass_events = 0
+        self.offered_at: list[int | None] = []      # cycle a lone order was first offered
         self.actions: list[tuple[Order, list]] = []
         self._checker = None
         dut.bus__w_stb.value = 0
@@ -143,6 +144,7 @@ class GatedTB(TB):
     async def send(self, orders: list[Order]) -> None:
         """Send ``orders`` and wait until all their events are out."""
         self.pending.extend(orders)
+        self.offered_at.append(self.cycle() if len(orders) == 1 else None)
         await self.driver.send([o._asdict() for o in orders])
         await self.quiet()
 
@@ -209,11 +211,12 @@ class GatedTB(TB):
     def expected_counters(self) -> dict[str, int]:
         return {chr(r): self.model.counters[r] for r in GATE_REASONS}
 
-    def latencies(self) -> dict[str, Any]:
-        """Cycles from each action's handshake to its first event out, by kind: ``rest``
-        (accepted, nothing else), ``cross`` (accepted, then fills), ``gate_reject``,
-        ``engine_reject``, ``cancel``. Only for runs without mass cancels (each action's
-        events are then contiguous, in the order sent)."""
+    def latencies(self, *, offered: bool = False) -> dict[str, Any]:
+        """Cycles from each action's handshake (``offered``: from the cycle it was first
+        offered, valid high; actions sent one at a time) to its first event out, by kind:
+        ``rest`` (accepted, nothing else), ``cross`` (accepted, then fills), ``gate_reject``,
+        ``engine_reject``, ``replaced``, ``canceled``. Only for runs without mass cancels
+        (each action's events are then contiguous, in the order sent)."""
         assert self.mass_events == 0, "latencies() needs a run without mass cancels"
         cyc = self.cycle_of
         sent, got = self.driver.sent_at, self.monitor.received_at
@@ -227,6 +230,7 @@ class GatedTB(TB):
                 kind = "rest" if len(events) == 1 else "cross"
             else:
                 kind = first.kind.name.lower()
-            out[kind].append(cyc(got[k]) - cyc(sent[i]))
+            start = self.offered_at[i] if offered else cyc(sent[i])
+            out[kind].append(cyc(got[k]) - start)
             k += len(events)
         return {k: (min(v), max(v), round(sum(v) / len(v), 2)) for k, v in sorted(out.items())}

@@ -142,7 +142,7 @@ async def off_by_default(dut):
 async def latency(dut):
     """Cycles from an order's handshake on the gated path to its first event out, one action
     at a time with the output always ready: resting accept, crossing accept, gate reject,
-    engine reject, cancel."""
+    engine reject, priority-keeping replace, cancel."""
     p = _params()
     limits = GateLimits(firms=p["firms"], symbols=p["symbols"],
                         pairs={(1, 0): PairLimits(max_shares=1_000)})
@@ -159,16 +159,18 @@ async def latency(dut):
                enter(3, Side.Buy, 50, mid + 100, firm=2),            # crosses 2
                enter(4, Side.Buy, 5_000, mid),                       # gate: max shares
                enter(5, Side.Buy, 100, mid + 50),                    # engine: bad price
-               Order(Action.Cancel, order_id=1)]
+               Order(Action.Replace, order_id=1, new_order_id=6, shares=50, price=mid),
+               Order(Action.Cancel, order_id=6), Order(Action.Cancel, order_id=2)]
     for _ in range(3):
         for order in actions:
             await tb.send([order])
             for _ in range(5):
                 await RisingEdge(tb.clk)
-        await tb.send([Order(Action.Cancel, order_id=2)])
-        actions = [o._replace(order_id=o.order_id + 10) for o in actions]
+        actions = [o._replace(order_id=o.order_id + 10,
+                              new_order_id=o.new_order_id and o.new_order_id + 10)
+                   for o in actions]
     tb.scoreboard.result()
-    lat = tb.latencies()
+    lat = {"from_handshake": tb.latencies(), "from_offer": tb.latencies(offered=True)}
     tb.log.info("latency: %s", json.dumps(lat))
     _record("latency", lat)
     tb.monitor.stop()
