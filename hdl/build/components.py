@@ -45,6 +45,8 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
     Entry("net_rx_wide",     "tickpath.hdl.net_rx_wide:NetRxWide", {"*": {"width": 8}},
           devices=(E85,)),
     Entry("mold_sequencer",  "tickpath.hdl.mold_sequencer:MoldSequencer", {}),
+    Entry("mold_sequencer_wide", "tickpath.hdl.mold_sequencer_wide:MoldSequencerWide", {},
+          devices=(E85,)),
     Entry("order_table",     "tickpath.hdl.order_table:OrderTableUnit",
           {E85: {"capacity": 8192}, E25: {"capacity": 2048}, UP5K: {"capacity": 512}}),
     Entry("book",            "tickpath.hdl.book:Book",
