@@ -55,6 +55,8 @@ WIDTHS = (4, 8)
 #: Cycles from taking a frame's last beat to its end reaching the packet buffer (``ingress`` is
 #: ``cycle`` then minus this).
 LATENCY = 8
+#: Levels of the checksum adder tree, a cycle each (a narrower beat's tree is padded to it).
+_TREE_DEPTH = 2
 
 _ETH_IPV4 = 0x0800
 _VLAN_TYPES = (0x8100, 0x88A8)
@@ -83,14 +85,30 @@ class _Words:
         self.info  = Signal(info_width, name=f"{name}_info")
 
 
-def _word_index(m, name, src):
-    """Index of ``src``'s current word in its frame (saturating at 255)."""
-    index = Signal(8, name=f"{name}_index")
-    with m.If(src.end):
-        m.d.sync += index.eq(0)
-    with m.Elif(src.valid & (index != 255)):
-        m.d.sync += index.eq(index + 1)
-    return index
+class _WordIndex:
+    """Index of a stream's current word in its frame: ``index`` (saturating at 255) and
+    ``at[k]``, a flip-flop each, for ``index == k`` (k < ``flags``)."""
+
+    def __init__(self, m, name, src, flags=16):
+        self.index = Signal(8, name=f"{name}_index")
+        self.at = Signal(flags, init=1, name=f"{name}_at")
+        with m.If(src.end):
+            m.d.sync += [self.index.eq(0), self.at.eq(1)]
+        with m.Elif(src.valid):
+            m.d.sync += self.at.eq(self.at << 1)
+            with m.If(self.index != 255):
+                m.d.sync += self.index.eq(self.index + 1)
+
+    def __eq__(self, k):
+        return self.at[k]
+
+    def __gt__(self, v):
+        return self.index > v
+
+    def __ge__(self, v):
+        return self.index >= v
+
+    __hash__ = None
 
 
 def _by_shift(shift, shifts, fn):
@@ -101,18 +119,17 @@ def _by_shift(shift, shifts, fn):
     return out
 
 
-def _realign(m, name, width, src, index, start, shift, shifts, keep, info, late=None):
+def _realign(m, name, width, src, index, start, shift, shifts, keep, info):
     """Words of ``src`` from byte ``start * width + shift`` of each frame on, realigned to lane 0.
 
     ``start``, ``shift`` (one of ``shifts``) and ``keep`` (emit data at all) are the current
-    frame's and must be valid from the word ``start`` on (the word that ends a frame included).
-    Output word k is ``src`` words start+k and start+k+1, registered when the latter arrives;
-    at the frame's end the leftover bytes (if any) and ``end`` come a cycle later, with
-    ``info`` as it was with the end and ``late`` as it is a cycle after.
+    frame's and must be valid from the word ``start + 1`` on (a frame that ends sooner is
+    Malformed whatever comes out). Output word k is ``src`` words start+k and start+k+1,
+    registered when the latter arrives; at the frame's end the leftover bytes (if any) and
+    ``end`` come a cycle later, with ``info`` as it was with the end.
     """
     W = width
-    info_width = len(info) + (0 if late is None else len(late))
-    out = _Words(name, W, info_width)
+    out = _Words(name, W, len(info))
     prev    = Signal(8 * W, name=f"{name}_prev")
     prev_nb = Signal(range(W + 1), name=f"{name}_prev_nb")
     with m.If(src.valid):
@@ -126,7 +143,7 @@ def _realign(m, name, width, src, index, start, shift, shifts, keep, info, late=
         reg_data.eq(_by_shift(shift, shifts,
                               lambda s: Cat(prev[8 * s:], src.data[:8 * s]))),
         reg_nb.eq(_by_shift(shift, shifts,
-                            lambda s: Mux(src.nb >= s, W, W - s + src.nb))),
+                            lambda s: Mux(src.nb >= s, W, W - s + src.nb) if s else W)),
     ]
 
     # The frame's last word: this one, or (an end alone) the one before.
@@ -154,7 +171,7 @@ def _realign(m, name, width, src, index, start, shift, shifts, keep, info, late=
     with m.If(t_pend):
         m.d.sync += [out.valid.eq(t_valid), out.data.eq(t_data), out.nb.eq(t_nb),
                      out.end.eq(1),
-                     out.info.eq(t_info if late is None else Cat(t_info, late))]
+                     out.info.eq(t_info)]
     with m.Else():
         m.d.sync += [out.valid.eq(emit), out.data.eq(reg_data), out.nb.eq(reg_nb),
                      out.end.eq(0)]
@@ -163,17 +180,19 @@ def _realign(m, name, width, src, index, start, shift, shifts, keep, info, late=
 
 def _fields(m, name, width, src, index, spec):
     """Big-endian fields at fixed byte offsets of ``src``'s frames: {field: (offset, size)}.
-    Returns {field: value including the current word} (registers hold the values so far)."""
-    out = {}
+    Returns ({field: value so far (registered)}, {field: value including the current word})."""
+    regs, nexts = {}, {}
     for field, (offset, size) in spec.items():
-        nexts = []
+        r, n = [], []
         for j in range(offset, offset + size):
             reg = Signal(8, name=f"{name}_{field}{j - offset}")
             nxt = Mux(src.valid & (index == j // width), _lane(src.data, j % width), reg)
             m.d.sync += reg.eq(nxt)
-            nexts.append(nxt)
-        out[field] = Cat(*reversed(nexts))
-    return out
+            r.append(reg)
+            n.append(nxt)
+        regs[field] = Cat(*reversed(r))
+        nexts[field] = Cat(*reversed(n))
+    return regs, nexts
 
 
 class NetRxWide(wiring.Component):
@@ -301,7 +320,7 @@ class NetRxWide(wiring.Component):
         ]
 
         # --- 2. Ethernet header, realigned to the IPv4 header -------------------------------
-        ai = _word_index(m, "a", a)
+        ai = _WordIndex(m, "a", a)
         tagged = Signal()
         l2_ok  = Signal()                 # IPv4 (after at most one tag)
         l2_bad = Signal()                 # not IPv4, or a second tag: Filtered
@@ -329,15 +348,17 @@ class NetRxWide(wiring.Component):
             m.d.sync += [tagged.eq(0), l2_ok.eq(0), l2_bad.eq(0)]
         with m.Else():
             m.d.sync += [tagged.eq(tagged_n), l2_ok.eq(l2_ok_n), l2_bad.eq(l2_bad_n)]
+        # The EtherType is decided in or before word 14 // W (18 // W tagged), so `tagged` and
+        # `l2_ok` are registered by the word after; the verdict itself goes out as of the end.
         shifts1 = sorted({14 % W, 18 % W})
         b = _realign(m, "b", W, a, ai,
-                     start=Mux(tagged_n, 18 // W, 14 // W),
-                     shift=Mux(tagged_n, 18 % W, 14 % W), shifts=shifts1,
-                     keep=l2_ok_n, info=Cat(a.info, l2_ok_n, l2_bad_n))
+                     start=Mux(tagged, 18 // W, 14 // W),
+                     shift=Mux(tagged, 18 % W, 14 % W), shifts=shifts1,
+                     keep=l2_ok, info=Cat(a.info, l2_ok_n, l2_bad_n))
 
         # --- 3. IPv4 header, realigned to the UDP header ------------------------------------
-        bi = _word_index(m, "b", b)
-        ip = _fields(m, "ip", W, b, bi, {
+        bi = _WordIndex(m, "b", b)
+        ip_r, ip = _fields(m, "ip", W, b, bi, {
             "vihl": (0, 1), "total": (2, 2), "frag": (6, 2), "proto": (9, 1), "dst": (16, 4)})
         ihl_n = ip["vihl"][:4]
         ip_n = Signal(17)                 # IPv4 bytes received (frames < 128 KiB)
@@ -345,15 +366,20 @@ class NetRxWide(wiring.Component):
         m.d.comb += ip_n_n.eq(Mux(bi == 0, 0, ip_n) + Mux(b.valid, b.nb, 0))
         with m.If(b.valid):
             m.d.sync += ip_n.eq(ip_n_n)
-        hlen = Signal(6)                  # registered header length (bytes)
+        hlen  = Signal(6)                 # registered header length (bytes)
+        hlen8 = Signal(7)                 # hlen + 8
         with m.If(b.valid & (bi == 0)):
-            m.d.sync += hlen.eq(Cat(Const(0, 2), ihl_n))
+            m.d.sync += [hlen.eq(Cat(Const(0, 2), ihl_n)), hlen8.eq(Cat(Const(0, 2), ihl_n + 2))]
+        # From registers, so valid from IPv4 word 2 on (a frame ending sooner is Malformed).
         pay_len = Signal(signed(18))      # UDP payload length by the IPv4 total length
-        m.d.sync += pay_len.eq(ip["total"] - hlen - 8)
+        udp_len = Signal(17)              # total - hlen, wrapping
+        m.d.sync += [pay_len.eq(ip_r["total"] - hlen8), udp_len.eq(ip_r["total"] - hlen)]
 
-        # Header checksum: the beat's 16-bit words inside the header (all of word 0: W <= 20),
-        # summed by a tree into `psum` (registered), then accumulated into `acc` without folding
-        # (30 words at most: 21 bits); RFC 1071 folding happens in the classifier.
+        # Header checksum: the beat's 16-bit words inside the header (all of word 0: W <= 20)
+        # are masked into registers, summed by a tree of adders, a level a cycle (padded to
+        # _TREE_DEPTH levels), and accumulated into `acc` without folding (30 words at most:
+        # 21 bits); RFC 1071 folding happens in the classifier. Word t's sum is in `acc` from
+        # cycle t + _TREE_DEPTH + 2 on.
         hw = W // 2
         words_left = Signal(6)            # header words after the current beat's
         with m.If(b.valid):
@@ -361,33 +387,44 @@ class NetRxWide(wiring.Component):
                 m.d.sync += words_left.eq(Mux(ihl_n * 2 > hw, ihl_n * 2 - hw, 0))
             with m.Else():
                 m.d.sync += words_left.eq(Mux(words_left > hw, words_left - hw, 0))
-        terms = [Mux((bi == 0) | (words_left > i),
-                     Cat(_lane(b.data, 2 * i + 1), _lane(b.data, 2 * i)), 0)
-                 for i in range(hw)]
-        while len(terms) > 1:
-            terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
-                     for k in range(0, len(terms), 2)]
-        psum       = Signal(16 + (hw - 1).bit_length())
-        psum_valid = Signal()
-        psum_first = Signal()
-        acc        = Signal(21)
-        m.d.sync += [psum.eq(terms[0]), psum_valid.eq(b.valid), psum_first.eq(bi == 0)]
+        terms = []
+        for i in range(hw):
+            t = Signal(16, name=f"csum_word{i}")
+            m.d.sync += t.eq(Mux((bi == 0) | (words_left > i),
+                                 Cat(_lane(b.data, 2 * i + 1), _lane(b.data, 2 * i)), 0))
+            terms.append(t)
+        flags = Signal(2, name="csum_flags0")     # (valid, first) beside the tree
+        m.d.sync += flags.eq(Cat(b.valid, bi == 0))
+        for level in range(_TREE_DEPTH):
+            if len(terms) > 1:
+                terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
+                         for k in range(0, len(terms), 2)]
+            regs = [Signal(len(t), name=f"csum_l{level}_{k}") for k, t in enumerate(terms)]
+            m.d.sync += [r.eq(t) for r, t in zip(regs, terms, strict=True)]
+            terms = regs
+            f = Signal(2, name=f"csum_flags{level + 1}")
+            m.d.sync += f.eq(flags)
+            flags = f
+        assert len(terms) == 1, "a wider beat needs a deeper checksum tree"
+        psum, psum_valid, psum_first = terms[0], flags[0], flags[1]
+        acc = Signal(21)
         with m.If(psum_valid):
             m.d.sync += acc.eq(Mux(psum_first, 0, acc) + psum)
-        csum = Mux(psum_valid & psum_first, 0, acc) + Mux(psum_valid, psum, 0)
+        # The frame's sum, registered the cycle its end leaves the second realigner.
+        csum = Signal(21)
+        m.d.sync += csum.eq(Mux(psum_valid & psum_first, 0, acc) + Mux(psum_valid, psum, 0))
 
-        hlen_n = Cat(Const(0, 2), ihl_n)
+        # The second realigner starts at the header's end: hlen is registered by IPv4 word 1.
         shifts2 = sorted({(4 * i) % W for i in range(16)})
         c = _realign(m, "c", W, b, bi,
-                     start=hlen_n >> (W.bit_length() - 1),
-                     shift=hlen_n & (W - 1), shifts=shifts2, keep=Const(1),
+                     start=hlen >> (W.bit_length() - 1),
+                     shift=hlen & (W - 1), shifts=shifts2, keep=Const(1),
                      info=Cat(b.info, ip_n_n, ip["vihl"], ip["total"], ip["frag"],
-                              ip["proto"], ip["dst"]),
-                     late=csum[:21])
+                              ip["proto"], ip["dst"], udp_len))
 
         # --- 4. UDP header and payload ------------------------------------------------------
-        ci = _word_index(m, "c", c)
-        udp = _fields(m, "udp", W, c, ci, {"dport": (2, 2), "ulen": (4, 2)})
+        ci = _WordIndex(m, "c", c)
+        _, udp = _fields(m, "udp", W, c, ci, {"dport": (2, 2), "ulen": (4, 2)})
         first_pay = 8 // W                # the payload's first word
         pay_left = Signal(signed(18))
         left = Signal(signed(18))
@@ -414,7 +451,7 @@ class NetRxWide(wiring.Component):
         pos = 3
         fields = {}
         for name, size in (("ip_n", 17), ("vihl", 8), ("total", 16), ("frag", 16),
-                           ("proto", 8), ("dst", 32), ("csum", 21), ("dport", 16),
+                           ("proto", 8), ("dst", 32), ("udp_len", 17), ("dport", 16),
                            ("ulen", 16)):
             fields[name] = k1[pos:pos + size]
             pos += size
@@ -426,40 +463,46 @@ class NetRxWide(wiring.Component):
         # K2: each check as a flag, and the filter match.
         k2_end = Signal()
         k2_fcs, k2_l2ok, k2_l2bad = Signal(), Signal(), Signal()
-        k2_noip, k2_vihl, k2_hdr, k2_csum_ok = Signal(), Signal(), Signal(), Signal()
+        k2_noip, k2_vihl, k2_hdr = Signal(), Signal(), Signal()
         k2_total, k2_frag, k2_notudp, k2_udp = Signal(), Signal(), Signal(), Signal()
         k2_ulen, k2_pay = Signal(), Signal()
         k2_hits = Signal(n)
         k2_port = Signal(16)
-        fold = f["csum"][:16] + f["csum"][16:]
+        # `csum` is the frame's header sum while K2 holds its end (the end word's sum reached
+        # the tree's end the cycle before): folded once (21 bits: the sum is good iff that gives
+        # 0xFFFF) into a flag that is valid beside K3.
+        csum_ok = Signal()
+        m.d.sync += csum_ok.eq(csum[:16] + csum[16:] == 0xFFFF)
         m.d.sync += [
             k2_end.eq(k1_end), k2_fcs.eq(fcs_bad), k2_l2ok.eq(ok2), k2_l2bad.eq(bad2),
             k2_noip.eq(f["ip_n"] == 0),
             k2_vihl.eq((f["vihl"][4:] != 4) | (ihl < 5)),
             k2_hdr.eq(f["ip_n"] < k_hlen),
-            k2_csum_ok.eq(fold == 0xFFFF),   # (21-bit sum folded once: 0xFFFF iff good)
             k2_total.eq(f["total"] < k_hlen + 8),
             k2_frag.eq(f["frag"][:14] != 0),
             k2_notudp.eq(f["proto"] != 17),
             k2_udp.eq(f["ip_n"] < k_hlen + 8),
-            k2_ulen.eq((f["ulen"] != f["total"] - k_hlen) | (f["ulen"] == 8)),
+            k2_ulen.eq((f["ulen"] != f["udp_len"]) | (f["ulen"] == 8)),
             k2_pay.eq(f["ip_n"] < f["total"]),
             k2_hits.eq(Cat(f_enable[i] & (f_group[i] == f["dst"]) & (f_port[i] == f["dport"])
                            for i in range(n))),
             k2_port.eq(f["dport"]),
         ]
 
-        # K3: the first failing check in wire order (the model's order), or Accepted.
+        # K3: the first failing check in wire order (the model's order), or Accepted: the
+        # checks before the header checksum (`k3_pre`) and after it (`k3_why`); the checksum's
+        # own flag is `csum_ok`.
         k3_end = Signal()
         k3_fcs = Signal()
+        k3_pre = Signal(RxReason)
         k3_why = Signal(RxReason)
         k3_idx = Signal(FILTER_INDEX_WIDTH)
         k3_port = Signal(16)
         m.d.sync += [k3_end.eq(k2_end), k3_fcs.eq(k2_fcs), k3_port.eq(k2_port)]
+        pre = Mux(~k2_l2ok, Mux(k2_l2bad, RxReason.Filtered, RxReason.Malformed),
+                  Mux(k2_noip | k2_vihl | k2_hdr, RxReason.Malformed, RxReason.Accepted))
+        m.d.sync += k3_pre.eq(pre)
         checks = [
-            (~k2_l2ok, Mux(k2_l2bad, RxReason.Filtered, RxReason.Malformed)),
-            (k2_noip | k2_vihl | k2_hdr, RxReason.Malformed),
-            (~k2_csum_ok, RxReason.BadIpChecksum),
             (k2_total, RxReason.Malformed),
             (k2_frag, RxReason.Fragment),
             (k2_notudp, RxReason.Filtered),
@@ -540,6 +583,10 @@ class NetRxWide(wiring.Component):
         final = Signal(RxReason)
         with m.If(k3_fcs):
             m.d.comb += final.eq(RxReason.BadFcs)
+        with m.Elif(k3_pre != RxReason.Accepted):
+            m.d.comb += final.eq(k3_pre)
+        with m.Elif(~csum_ok):
+            m.d.comb += final.eq(RxReason.BadIpChecksum)
         with m.Elif(k3_why != RxReason.Accepted):
             m.d.comb += final.eq(k3_why)
         with m.Elif(overflowed | (w_write & full) | ~meta_w_rdy):

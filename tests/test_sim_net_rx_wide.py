@@ -48,7 +48,8 @@ def _run(simulator, width, shared_data, bx_sample, tmp_path, bx_limit, random_co
                       parameters={"width": width},
                       env={STIMULUS_ENV: str(stimulus), RANDOM_COUNT_ENV: str(random_count)})
     ran = {o.name for o in bench.outcomes if o.passed and not o.skipped}
-    assert ran == {"replay", "alignment", "random_stream/seed=3", "random_stream/seed=4"}
+    assert ran == {"replay", "alignment", "random_stream/seed=3", "random_stream/seed=4",
+                   "overflow"}
     stats = json.loads(results.read_text())
     assert stats["counters"]["accepted"] == stats["accepted"] == len(frames)
     assert stats["not_ready_cycles"] == 0

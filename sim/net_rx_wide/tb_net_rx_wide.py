@@ -85,9 +85,10 @@ class WideFrameSource:
     async def send(self, frames: list[tuple[bytes, bool]]) -> None:
         pack = make_packer(self.layout)
         beats: list[int] = []
+        base = len(self.driver.sent_at)
         for data, fcs_bad in frames:
             beats.extend(pack(b) for b in frame_wide_beats(data, fcs_bad, self.width))
-            self.last_beat.append(len(beats) - 1)
+            self.last_beat.append(base + len(beats) - 1)
         await self.driver.send(beats)
 
 
@@ -137,7 +138,11 @@ class NetRxWideTB(TB):
         self.scoreboard.check({"payload": payload, "group": group, "port": port})
 
     async def run(self, frames: list[tuple[bytes, bool]], filters: list[tuple[Any, int]],
-                  drain_cycles: int = 20000) -> dict[str, Any]:
+                  drain_cycles: int = 20000, *, stalled: int = 0,
+                  capacity: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+        """Send ``frames`` and check the payloads. With ``stalled`` > 0 the output is held not
+        ready while the first ``stalled`` frames go in, then released and drained before the
+        rest: ``capacity`` (buffer words, metadata entries) says which of them overflow."""
         await self.reset()
         await ReadOnly()
         # The DUT's `cycle` against the bench's cycle numbering (both count clock edges).
@@ -146,15 +151,38 @@ class NetRxWideTB(TB):
         await self.source.program(filters)
         model = NetRxModel([FilterEntry.of(g, p) for g, p in filters])
         accepted = []
+        used = entries = 0
         for i, (data, fcs_bad) in enumerate(frames):
             r = model.frame(data, fcs_bad)
+            if r.reason is RxReason.Accepted and i < stalled:
+                # Nothing is read but the one word the output register takes after the first
+                # commit: a payload fits if its words and a metadata entry are free.
+                need = -(-len(r.payload) // self.width)
+                if entries == capacity[1] or used + need > capacity[0] + (entries > 0):
+                    model.counters["accepted"] -= 1
+                    model.counters["overflow"] += 1
+                    continue
+                used += need
+                entries += 1
             if r.reason is RxReason.Accepted:
                 accepted.append(i)
                 self.scoreboard.expect({"payload": r.payload, "group": r.group, "port": r.port},
                                        f"(frame {i}, {len(data)} bytes)")
-        self.monitor.start()
         self.source.start_checker()
-        await self.source.send(frames)
+        if stalled:
+            self.monitor.ready_probability = 0.0
+            self.monitor.start()
+            await self.source.send(frames[:stalled])
+            await ClockCycles(self.clk, 32)
+            self.monitor.stop()
+            self.monitor.ready_probability = 1.0
+            self.monitor.start()
+            while len(self.payloads) < entries:
+                await RisingEdge(self.clk)
+            await self.source.send(frames[stalled:])
+        else:
+            self.monitor.start()
+            await self.source.send(frames)
         waited = 0
         while len(self.payloads) < len(accepted) and waited < drain_cycles:
             await RisingEdge(self.clk)

@@ -15,9 +15,9 @@ import random
 
 import cocotb
 
-from tickpath.hdl.net_rx_wide import LATENCY
+from tickpath.hdl.net_rx_wide import LATENCY, NetRxWide
 from tickpath.sim.itch_decoder.stimulus import random_messages
-from tickpath.sim.net_rx.stimulus import FILTERS, faulty_stream
+from tickpath.sim.net_rx.stimulus import FILTERS, GROUP_B, PORT_B, build_frame, faulty_stream
 from tickpath.sim.net_rx_wide.stimulus import alignment_frames
 from tickpath.sim.net_rx_wide.tb_net_rx_wide import NetRxWideTB
 
@@ -89,4 +89,25 @@ async def random_stream(dut, seed):
     tb.log.info("random_stream seed=%d: %s", seed, stats)
     for reason in ("bad_fcs", "bad_ip_checksum", "filtered", "malformed", "fragments"):
         assert stats["expected_counters"][reason] > 0, f"no {reason} frame in the stream"
+    _check(tb, stats)
+
+
+@cocotb.test()
+async def overflow(dut):
+    """The output held not ready: payloads fill the buffer (full-size ones) and then the
+    metadata queue (small ones); the rest are dropped as Overflow, whole. Released, the
+    committed ones come out intact, and frames after that are accepted again."""
+    width = _width()
+    defaults = NetRxWide(width=width)
+    capacity = (defaults.buffer_depth // width, defaults.meta_depth)
+    rng = random.Random(9)
+    frames = [(build_frame(rng.randbytes(1472)), False) for _ in range(3)]
+    frames += [(build_frame(rng.randbytes(rng.randint(1, 40)), vlan=rng.choice((None, 1)),
+                            group=GROUP_B, port=PORT_B), rng.random() < 0.1) for _ in range(24)]
+    stalled = len(frames)
+    frames += [(build_frame(rng.randbytes(rng.randint(1, 1472))), False) for _ in range(6)]
+    tb = NetRxWideTB(dut, width)
+    stats = await tb.run(frames, list(FILTERS), stalled=stalled, capacity=capacity)
+    tb.log.info("overflow: %s", stats)
+    assert stats["expected_counters"]["overflow"] >= 2, stats["expected_counters"]
     _check(tb, stats)
