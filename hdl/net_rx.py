@@ -55,8 +55,9 @@ class NetRx(wiring.Component):
     The input is always ready (a MAC cannot wait): frames may come back to back at one byte a
     cycle. Each frame ends in exactly one counted reason (:class:`RxReason`). An accepted
     payload leaves ``o_stream`` whole, with ``last`` on its final byte and the same metadata
-    on every beat. Its first byte is valid 2 cycles after the cycle that took the frame's last
-    byte, then one byte a cycle while ``o_stream.ready`` is high.
+    on every beat. Its first byte is valid 3 cycles after the cycle that took the frame's last
+    byte (the packet buffer's read data is registered once more before ``o_stream``), then one
+    byte a cycle while ``o_stream.ready`` is high.
 
     Parameters
     ----------
@@ -345,10 +346,11 @@ class NetRx(wiring.Component):
         m.submodules.buf = buf = Memory(shape=9, depth=self._buffer_depth, init=[])
         wr = buf.write_port()
         rd = buf.read_port()
-        # Metadata queue, one entry per committed payload. Not a SyncFIFO: taking a payload's last
-        # byte pops it a cycle later (`popping`), so the pop is not behind the buffer's read
-        # data, and meanwhile the entry after the head is what the output shows; room counts a
-        # pending pop as done, so the queue looks exactly like one popped at once. A commit
+        # Metadata queue, one entry per committed payload. Not a SyncFIFO: loading a payload's
+        # last byte into the output register pops it a cycle later (`popping`), so the pop is not
+        # behind the buffer's read data, and meanwhile the entry after the head is what the
+        # output loads; room counts a pending pop as done, so the queue looks exactly like one
+        # popped at once. A commit
         # writes its entry a cycle late too (`meta_w_en` is registered): the entry is first read
         # 2 cycles after the commit, and the next commit that asks for room is a whole frame
         # later, so neither can tell.
@@ -461,24 +463,36 @@ class NetRx(wiring.Component):
                     m.d.sync += tagged.eq(1)
 
         # --- packet buffer (read side) ------------------------------------------------------
+        # Two stages: the buffer's read data (`s1_valid`), then the output register, so the
+        # block RAM's slow clock-to-output reaches only flip-flops. The read data holds while
+        # the output register is full and not taken (the read port is not enabled).
         out = self.o_stream
-        avail = Signal()
-        can   = Signal()
+        avail    = Signal()
+        can_out  = Signal()               # the output register can load
+        can_s1   = Signal()               # the read stage can load
+        s1_valid = Signal()
+        moved    = Signal()               # the output register loaded last cycle
         m.d.comb += [
             avail.eq(rptr != commit),
-            can.eq(~out.valid | out.ready),
+            can_out.eq(~out.valid | out.ready),
+            can_s1.eq(~s1_valid | can_out),
             rd.addr.eq(rptr[:abits]),
-            rd.en.eq(can & avail),
+            rd.en.eq(can_s1),
         ]
-        with m.If(can):
-            m.d.sync += out.valid.eq(avail)
+        with m.If(can_s1):
+            m.d.sync += s1_valid.eq(avail)
             with m.If(avail):
                 m.d.sync += rptr.eq(rptr + 1)
-        m.d.comb += [
-            out.p.data.eq(rd.data[:8]),
-            out.p.last.eq(rd.data[8]),
-            Cat(out.p.group, out.p.port, out.p.ingress).eq(
-                Mux(popping, meta_after.data, meta_head.data)),
-        ]
-        m.d.sync += popping.eq(out.valid & out.ready & out.p.last)
+        m.d.sync += moved.eq(can_out & s1_valid)
+        with m.If(can_out):
+            m.d.sync += out.valid.eq(s1_valid)
+            with m.If(s1_valid):
+                m.d.sync += [
+                    out.p.data.eq(rd.data[:8]),
+                    out.p.last.eq(rd.data[8]),
+                    Cat(out.p.group, out.p.port, out.p.ingress).eq(
+                        Mux(popping, meta_after.data, meta_head.data)),
+                ]
+        # A payload's entry is popped the cycle after its last byte entered the output register.
+        m.d.comb += popping.eq(moved & out.p.last)
         return m

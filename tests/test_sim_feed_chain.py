@@ -27,7 +27,7 @@ BUILD_ARGS = {"icarus": [], "verilator": ["--output-split", "0", "--output-split
 #: Store-and-forward: the last FeedEvent of a frame leaves this many cycles after the frame's
 #: last byte, plus one cycle per byte of its UDP payload (the buffer is read out after the
 #: frame is known good), unless it waits behind the read-out of an earlier, longer payload.
-LATENCY_BEYOND_PAYLOAD = 3
+LATENCY_BEYOND_PAYLOAD = 4
 
 
 def _simulator_available(name):
