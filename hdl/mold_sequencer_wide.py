@@ -9,21 +9,26 @@ Messages start at any byte offset (a 20-byte header, then a 2-byte length before
 message), so one input beat can hold the end of one message, the next one's length and its
 start. A message that starts in lane ``s`` is realigned by one rotation, the same for all its
 beats: each output beat is lanes ``s..7`` of one input beat (kept in a carry register) and
-lanes ``0..s-1`` of the next. The parser takes one input beat a cycle and, in the same cycle,
-ends the current message and starts the next (length and first bytes into the carry); it
-stays on a beat for another cycle only when that beat completes two output beats of one
-message (its final beat's tail spills into an extra beat), holds a message of up to 6 bytes
-whole or a zero-length block, on the header's decision, and at a heartbeat's trailer check.
-A message of ``L`` bytes takes ``ceil(L / 8)`` output beats, one a cycle, and a small input
-FIFO absorbs the difference with the input's one beat a cycle.
+lanes ``0..s-1`` of the next.
 
-Throughput: per packet the parser spends one cycle per input beat, plus one per message
-whose tail spills into an extra output beat, plus one (the header's decision). For the ITCH
-mix of 19- to 50-byte messages this is about 3% more cycles than input beats when UDP payloads
-come back to back with no gap at all; at the 10 GbE wire rate a payload's frame brings at
-least 8 idle beats (Ethernet, IPv4 and UDP headers, FCS, preamble and inter-frame gap: 66
-bytes), which covers it: the input FIFO (``FIFO_DEPTH`` beats) then never fills and input
-``ready`` never drops. ``sim/feed_wide`` asserts both, on the real captures and the BX sample.
+Pipeline: input FIFO (``FIFO_DEPTH`` beats) -> parser -> output queue (``OUT_DEPTH`` entries)
+-> output register. The parser takes one input beat a cycle and, in that cycle, ends the
+current message and starts the next (its length, and its first bytes into the carry). When a
+message's final beat completes two output beats (a full one, and the tail that spills past
+it: ``L`` bytes take ``ceil(L / 8)`` beats however they are aligned), both go into the
+output queue as one entry, read out one beat a cycle. The parser stays on a beat for an extra
+cycle only for the header's decision (one a packet, on registered fields), for a message of
+up to 6 bytes held whole in one beat, a zero-length block, a message cut short inside a beat,
+and a heartbeat's trailer check.
+
+Throughput: the parser takes ``beats + 1`` cycles a packet and the output ``ceil(L / 8)`` a
+message. For the ITCH mix (19 to 50 bytes) in full-size packets the output needs about 4% more
+beats than the input (each message's 2 length bytes are gone, but its last beat is partly
+empty), so UDP payloads back to back with no gap at all cannot all be taken at once: input
+``ready`` then drops for single cycles. At the 10 GbE wire rate a payload's frame brings at
+least 8 idle beats (preamble, Ethernet, IPv4 and UDP headers, FCS and inter-frame gap: 66
+bytes), which covers it: input ``ready`` never drops. ``sim/feed_wide`` asserts both on the
+real captures, the BX sample and a synthetic mix.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -172,6 +177,7 @@ class MoldSequencerWide(wiring.Component):
         sess_in     = Signal(80)
         seq_in      = Signal(64)
         count       = Signal(16)
+        end_in      = Signal(64)             # seq_in + count
         bad         = Signal()               # the packet is malformed (counted at its end)
         have        = Signal()               # a session was latched
         eos_pending = Signal()
@@ -404,6 +410,8 @@ class MoldSequencerWide(wiring.Component):
                 with m.Case(_State.Hdr2):
                     m.d.sync += [seq_in[:16].eq(Cat(lane(1), lane(0))),
                                  count.eq(Cat(lane(3), lane(2))),
+                                 end_in.eq(Cat(lane(1), lane(0), seq_in[16:])
+                                           + Cat(lane(3), lane(2))),
                                  p.eq(HEADER_LENGTH % W)]
                     with m.If(n < 4):
                         m.d.comb += [pop.eq(1), bad_now.eq(1)]
@@ -411,7 +419,7 @@ class MoldSequencerWide(wiring.Component):
                     with m.Else():
                         m.d.sync += state.eq(_State.Decide)
                 with m.Case(_State.Decide):
-                    deliver = self._decide(m, sess_in, seq_in, count, state, have, cur,
+                    deliver = self._decide(m, sess_in, seq_in, count, end_in, state, have, cur,
                                            blocks_left, dup_left, eos_pending, eos_seq,
                                            gap_fire, gap_first, gap_count, first_emit, bump)
                     with m.If(deliver):
@@ -477,7 +485,7 @@ class MoldSequencerWide(wiring.Component):
                 m.d.sync += bad.eq(1)
         return m
 
-    def _decide(self, m, sess_in, seq_in, count, state, have, cur, blocks_left, dup_left,
+    def _decide(self, m, sess_in, seq_in, count, end, state, have, cur, blocks_left, dup_left,
                 eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit, bump):
         """The header's decisions, a cycle after its last byte, on registered fields; returns
         whether the packet is delivered (its first block then starts in the same cycle)."""
@@ -524,8 +532,6 @@ class MoldSequencerWide(wiring.Component):
                 reveal(seq_in)
                 m.d.sync += state.eq(_State.Trail)
             with m.Else():
-                end = Signal(64)
-                m.d.comb += end.eq(seq_in + count)
                 with m.If(seq_in > exp):
                     bump("ahead")
                     reveal(end)
