@@ -145,3 +145,42 @@ def test_subscription_by_name_and_trading_state():
     assert len(list(result.book.book_lines())) >= len(stocks) - 3
     assert set(states.values()) == {"H", "P", "Q", "T"}
     assert result.states == {**states, 9999: ""}
+
+
+@pytest.mark.long
+def test_soak_5m_messages_book_at_checkpoints():
+    """Five million synthetic messages through the whole feed path (``make sim-long``), the
+    book read back and compared with the golden builder every 500,000 messages."""
+    total, every = 5_000_000, 500_000
+    messages = list(iter_messages(GeneratorConfig(messages=total, symbols=200, seed=21)))
+    frames, checkpoints, at = [], {}, 0
+    while at < total:                       # frames of whole chunks: checkpoints fall between
+        chunk = messages[at:at + every]
+        frames += [(f.data, f.fcs_bad) for f in mold_frames(chunk, first_sequence=at + 1)]
+        at += len(chunk)
+        checkpoints[len(frames)] = at
+    builder = BookBuilder()
+    exact = FeedBookModel(**{k: v for k, v in DEFAULT_CONFIG.items() if k != "source"})
+    done = {"messages": 0, "checks": 0}
+
+    def check(frames_sent, book):
+        upto = checkpoints[frames_sent]
+        for raw in messages[done["messages"]:upto]:
+            builder.apply(itch.decode(raw))
+            exact.event(expected_event(raw))
+        done["messages"] = upto
+        slot_to_locate = {slot: loc for loc, slot in exact.subscriptions.items()}
+        flagged = {slot_to_locate[s] for s in exact.flagged_ever}
+        assert set(book.flagged) == flagged, f"after {upto} messages"
+        want = [line for line in builder.book_lines(8)
+                if line["stock_locate"] in exact.subscriptions
+                and line["stock_locate"] not in flagged]
+        assert list(book.book_lines()) == want, f"after {upto} messages"
+        done["checks"] += 1
+
+    result = run(frames, messages, FILTERS[:1], checkpoints=list(checkpoints),
+                 on_checkpoint=check, collect=False)
+    assert done["checks"] == total // every
+    check_counters(result.registers, frames, messages)
+    print(f"soak: {total:,} messages, {result.beats:,} bytes in {result.cycles:,} cycles, "
+          f"{result.seconds:.0f} s")

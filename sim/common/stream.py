@@ -7,6 +7,10 @@ slow for hundreds of thousands of beats), or plain ints when the payload is a pl
 
 Timing: each cycle the driver and monitor write just after the rising edge and sample in the
 ReadOnly phase, so a transfer seen there happens at the next edge on every simulator.
+
+The monitor checks the stream rules of ``amaranth.lib.stream`` every cycle: a source that has
+raised ``valid`` keeps it high, and its payload unchanged, until the beat is taken. A break
+raises :class:`StreamRuleError` naming the stream and the cycle.
 """
 
 import random
@@ -19,7 +23,11 @@ from amaranth.lib import enum as amaranth_enum
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["StreamDriver", "StreamMonitor", "make_packer", "make_unpacker"]
+__all__ = ["StreamDriver", "StreamMonitor", "StreamRuleError", "make_packer", "make_unpacker"]
+
+
+class StreamRuleError(AssertionError):
+    """A source withdrew ``valid`` or changed its payload before the beat was taken."""
 
 Payload = dict[str, Any] | int
 
@@ -165,11 +173,23 @@ class StreamMonitor:
         rng, ready = self._rng, self._ready
         if ready is not None and self.ready_probability >= 1.0:
             ready.value = 1
+        held = None             # payload of a beat offered and not taken last cycle
         while True:
             if ready is not None and self.ready_probability < 1.0:
                 ready.value = int(rng.random() < self.ready_probability)
             await settled
-            if _is_high(self._valid) and (ready is None or _is_high(ready)):
+            valid = _is_high(self._valid)
+            if held is not None:
+                if not valid:
+                    raise StreamRuleError(f"{self._valid._name}: valid withdrawn before the "
+                                          f"beat was taken (at {get_sim_time('ns')} ns)")
+                if self._payload.value.to_unsigned() != held:
+                    raise StreamRuleError(f"{self._payload._name}: payload changed while "
+                                          f"waiting for ready (at {get_sim_time('ns')} ns)")
+            held = None
+            if valid and ready is not None and not _is_high(ready):
+                held = self._payload.value.to_unsigned()
+            if valid and (ready is None or _is_high(ready)):
                 item = self._unpack(self._payload.value.to_unsigned())
                 self.received.append(item)
                 self.received_at.append(get_sim_time("ns"))

@@ -79,6 +79,7 @@ def _client(h, regmap) -> RegisterClient:
 def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
         filters: Sequence[tuple[str, int]], *, sink: str = "o_stream",
         names: dict[str, int] | None = None, states_of: Sequence[int] = (),
+        checkpoints: Sequence[int] = (), on_checkpoint=None, collect: bool = True,
         **overrides) -> FeedPathRun:
     """Frames through the feed path; ``messages`` (the ITCH messages they carry, in sequence
     order) name the stocks in the book lines, as ``tickpath book`` does. ``sink``: the output
@@ -86,7 +87,10 @@ def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
     messages); the other is held ready and counted only. ``names`` (stock -> slot): subscribe
     by name only (the gateware starts with no subscription; ``R`` messages subscribe); the
     book is then keyed by the locates the ``R`` messages gave those names. ``states_of``:
-    locates whose trading state is read back."""
+    locates whose trading state is read back. After each of ``checkpoints`` (frame counts), the
+    input pauses, the path drains and ``on_checkpoint(frames_sent, book)`` gets the book read
+    back as it stands. ``collect=False`` counts the sink's beats without keeping them (soaks).
+    """
     from tickpath.sim.harness.feed_book import _chunks
     if names is not None:
         overrides["subscriptions"] = {}
@@ -106,21 +110,35 @@ def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
         h.set("host_stream__ready", 1)
         h.set("o_stream__ready", 1)
         h.set("o_event__ready", 1)
-        beats = frame_beats(frames)
-        # drain: NetRx holds a whole frame (up to ~1500 cycles) before its first byte leaves
-        r = h.stream("i_stream", beats, sink, drain=4096,
-                     max_cycles=100 * len(beats) + 10_000)
-        if r.timed_out or r.sent != len(beats):
-            raise SimBookError(f"the feed path stalled: {r.sent} of {len(beats)} bytes taken "
-                               f"in {r.cycles} cycles")
+        ends = sorted({*(c for c in checkpoints if 0 < c < len(frames)), len(frames)})
+        payloads, taken, nbeats, at = [], 0, 0, 0
+        for end in ends:
+            beats = frame_beats(frames[at:end])
+            nbeats += len(beats)
+            # drain: NetRx holds a whole frame (up to ~1500 cycles) before its first byte leaves
+            r = h.stream("i_stream", beats, sink, drain=4096, collect=None if collect else 0,
+                         max_cycles=100 * len(beats) + 10_000)
+            if r.timed_out or r.sent != len(beats):
+                raise SimBookError(f"the feed path stalled: {r.sent} of {len(beats)} bytes "
+                                   f"taken in {r.cycles} cycles")
+            taken += r.taken
+            if collect:
+                payloads += r.payloads()
+            if on_checkpoint is not None and end in checkpoints:
+                snapshot = SimBook(depth=config["depth"], config=config, stocks=book.stocks)
+                _query(h, snapshot, config)
+                if names is not None:
+                    _rekey(snapshot, names)
+                on_checkpoint(end, snapshot)
+            at = end
         stamps, host = np.zeros(0, dtype=np.int64), []
         if sink == "o_stream":
             layout = data.Layout.cast(book_update_layout(config["depth"]))
             ing, egr = layout["ingress"], layout["egress"]
             stamps = np.array([(p >> egr.offset & 0xFFFF_FFFF) - (p >> ing.offset & 0xFFFF_FFFF)
-                               for p in r.payloads()], dtype=np.int64)
+                               for p in payloads], dtype=np.int64)
         else:
-            host = _messages(r.payloads())
+            host = _messages(payloads)
         registers = regs.read_all()
         states = {}
         for locate in states_of:
@@ -130,7 +148,7 @@ def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
             states[locate] = chr(code) if code else ""
         _query(h, book, config)
         book.cycles = h.cycle
-    book.beats = len(beats)
+    book.beats = nbeats
     for slot in range(config["slots"]):
         if registers[f"invalid_{slot // 64}"] >> slot % 64 & 1:
             book.flagged.setdefault(slot + 1, "invalid")
@@ -138,8 +156,8 @@ def run(frames: Sequence[tuple[bytes, bool]], messages: Sequence[bytes],
         _rekey(book, names)
     latency = ({"min": int(stamps.min()), "max": int(stamps.max()),
                 "mean_milli": int(stamps.mean() * 1000)} if len(stamps) else {})
-    return FeedPathRun(book, registers, r.taken, latency, host, states, book.cycles,
-                       len(beats), time.perf_counter() - started)
+    return FeedPathRun(book, registers, taken, latency, host, states, book.cycles,
+                       nbeats, time.perf_counter() - started)
 
 
 def _write_names(regs: RegisterClient, names: dict[str, int]) -> None:
