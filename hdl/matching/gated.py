@@ -8,6 +8,12 @@ is idle and has handed on every event of the last (``settled``), so the gate's `
 events and the engine's events never overlap: the output is a plain merge, in action order.
 The gate sees each engine event as it leaves (``o_stream`` valid and ready), which is where
 positions, open shares and last trades come from.
+
+Cycles from an action offered on ``i_stream`` (idle path, ``o_stream`` ready) to its first
+event out, measured by the cocotb bench (``sim/risk_gate``): resting accept 8 (the engine alone
+7), crossing accept 5 (4), the gate's reject 1, the engine's reject 4 (3), cancel 5 (4),
+priority-keeping replace 8 (6: a replace waits one cycle for its token table row). Between
+actions the gate waits for the engine's last event to be tracked (2 cycles).
 """
 
 from amaranth.hdl import Module
