@@ -32,6 +32,7 @@ frame's first word never produces output (a realigner's output word k needs its 
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -46,7 +47,7 @@ from tickpath.protocol.netfeed import (
     wide_udp_beat,
 )
 
-__all__ = ["NetRxWide", "WIDTHS", "LATENCY"]
+__all__ = ["NetRxWide", "WIDTHS", "LATENCY", "FIRST_BEAT_LATENCY", "PREFETCH"]
 
 #: Supported widths in bytes: the UDP header's 8 bytes must be whole words (payload aligned
 #: after the second realigner) and the EtherType and the 802.1Q inner EtherType must be in
@@ -55,6 +56,12 @@ WIDTHS = (4, 8)
 #: Cycles from taking a frame's last beat to its end reaching the packet buffer (``ingress`` is
 #: ``cycle`` then minus this).
 LATENCY = 8
+#: Cycles from taking a frame's last beat to its payload's first beat on ``o_stream`` (when
+#: the output is not busy with an earlier payload).
+FIRST_BEAT_LATENCY = LATENCY + 5
+#: Words the read side takes out of the packet buffer ahead of ``o_stream`` (its output FIFO):
+#: with the output stalled, the buffer holds this many words more.
+PREFETCH = 5
 #: Levels of the checksum adder tree, a cycle each (a narrower beat's tree is padded to it).
 _TREE_DEPTH = 2
 
@@ -202,8 +209,8 @@ class NetRxWide(wiring.Component):
     cycle. Each frame ends in exactly one counted reason (:class:`RxReason`), as in
     :class:`~tickpath.hdl.net_rx.NetRx`. An accepted payload leaves ``o_stream`` whole, lane 0
     its first byte, ``width`` bytes a beat (``nbytes`` on the last), with the same metadata on
-    every beat; its first beat is valid ``LATENCY + 2`` cycles after the cycle that took the
-    frame's last beat, then one beat a cycle while ``o_stream.ready`` is high.
+    every beat; its first beat is valid :data:`FIRST_BEAT_LATENCY` cycles after the cycle that
+    took the frame's last beat, then one beat a cycle while ``o_stream.ready`` is high.
 
     Parameters
     ----------
@@ -410,7 +417,8 @@ class NetRxWide(wiring.Component):
         acc = Signal(21)
         with m.If(psum_valid):
             m.d.sync += acc.eq(Mux(psum_first, 0, acc) + psum)
-        # The frame's sum, registered the cycle its end leaves the second realigner.
+        # The frame's sum (the end word's psum with the sum of the words before), valid while
+        # K2 (below) holds the frame's end.
         csum = Signal(21)
         m.d.sync += csum.eq(Mux(psum_valid & psum_first, 0, acc) + Mux(psum_valid, psum, 0))
 
@@ -618,24 +626,35 @@ class NetRxWide(wiring.Component):
                 m.d.sync += overflowed.eq(1)
 
         # --- packet buffer (read side) ------------------------------------------------------
+        # A block RAM's read data comes late in the cycle (no output register is inferred):
+        # it goes straight into a register, then into a small FIFO with registered outputs;
+        # reads are issued while the FIFO has room for them and those in flight. A word holds
+        # a place for 4 cycles from its read to its transfer: 5 places sustain a word a cycle.
         out = self.o_stream
-        avail = Signal()
-        can   = Signal()
+        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=len(w_rest), depth=PREFETCH)
+        avail    = Signal()
+        issue    = Signal()
+        issued   = Signal()               # read data is on the port this cycle
+        rq       = Signal(len(w_rest))
+        rq_valid = Signal()
         m.d.comb += [
             avail.eq(rptr != commit),
-            can.eq(~out.valid | out.ready),
+            issue.eq(avail & (out_fifo.level + issued + rq_valid < out_fifo.depth)),
             rd.addr.eq(rptr[:abits]),
-            rd.en.eq(can & avail),
+            rd.en.eq(issue),
         ]
-        with m.If(can):
-            m.d.sync += out.valid.eq(avail)
-            with m.If(avail):
-                m.d.sync += rptr.eq(rptr + 1)
+        with m.If(issue):
+            m.d.sync += rptr.eq(rptr + 1)
+        m.d.sync += [issued.eq(issue), rq.eq(rd.data), rq_valid.eq(issued)]
         m.d.comb += [
-            out.p.data.eq(rd.data[:8 * W]),
-            out.p.nbytes.eq(rd.data[8 * W:8 * W + nbw]),
-            out.p.last.eq(rd.data[8 * W + nbw]),
-            out.p.first.eq(rd.data[8 * W + nbw + 1]),
+            out_fifo.w_data.eq(rq),
+            out_fifo.w_en.eq(rq_valid),
+            out.valid.eq(out_fifo.r_rdy),
+            out_fifo.r_en.eq(out.ready),
+            out.p.data.eq(out_fifo.r_data[:8 * W]),
+            out.p.nbytes.eq(out_fifo.r_data[8 * W:8 * W + nbw]),
+            out.p.last.eq(out_fifo.r_data[8 * W + nbw]),
+            out.p.first.eq(out_fifo.r_data[8 * W + nbw + 1]),
             Cat(out.p.group, out.p.port, out.p.ingress).eq(
                 Mux(popping, meta_after.data, meta_head.data)),
         ]

@@ -139,10 +139,11 @@ class NetRxWideTB(TB):
 
     async def run(self, frames: list[tuple[bytes, bool]], filters: list[tuple[Any, int]],
                   drain_cycles: int = 20000, *, stalled: int = 0,
-                  capacity: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+                  capacity: tuple[int, int, int] = (0, 0, 0)) -> dict[str, Any]:
         """Send ``frames`` and check the payloads. With ``stalled`` > 0 the output is held not
         ready while the first ``stalled`` frames go in, then released and drained before the
-        rest: ``capacity`` (buffer words, metadata entries) says which of them overflow."""
+        rest: ``capacity`` (buffer words, metadata entries, words the read side takes ahead
+        once a payload is committed) says which of them overflow."""
         await self.reset()
         await ReadOnly()
         # The DUT's `cycle` against the bench's cycle numbering (both count clock edges).
@@ -155,10 +156,11 @@ class NetRxWideTB(TB):
         for i, (data, fcs_bad) in enumerate(frames):
             r = model.frame(data, fcs_bad)
             if r.reason is RxReason.Accepted and i < stalled:
-                # Nothing is read but the one word the output register takes after the first
+                # Nothing is read but the words the read side prefetches after the first
                 # commit: a payload fits if its words and a metadata entry are free.
                 need = -(-len(r.payload) // self.width)
-                if entries == capacity[1] or used + need > capacity[0] + (entries > 0):
+                room = capacity[0] + (capacity[2] if entries else 0) - used
+                if entries == capacity[1] or need > room:
                     model.counters["accepted"] -= 1
                     model.counters["overflow"] += 1
                     continue

@@ -15,7 +15,7 @@ import random
 
 import cocotb
 
-from tickpath.hdl.net_rx_wide import LATENCY, NetRxWide
+from tickpath.hdl.net_rx_wide import FIRST_BEAT_LATENCY, PREFETCH, NetRxWide
 from tickpath.sim.itch_decoder.stimulus import random_messages
 from tickpath.sim.net_rx.stimulus import FILTERS, GROUP_B, PORT_B, build_frame, faulty_stream
 from tickpath.sim.net_rx_wide.stimulus import alignment_frames
@@ -38,10 +38,10 @@ def _check(tb, stats):
 
 
 def _check_line_rate(stats):
-    # back to back: one beat a cycle; with the output always ready a payload starts LATENCY + 2
-    # cycles after its frame's last beat unless it waits for the one before to be read out
+    # back to back: one beat a cycle; with the output always ready a payload starts
+    # FIRST_BEAT_LATENCY cycles after its frame's last beat unless it waits for the one before
     assert stats["cycles"] == stats["beats"], f"{stats['beats']} beats in {stats['cycles']} cycles"
-    assert stats["first_beat_latency"][0] == LATENCY + 2, stats["first_beat_latency"]
+    assert stats["first_beat_latency"][0] == FIRST_BEAT_LATENCY, stats["first_beat_latency"]
     assert not stats["late_payloads"], f"payloads started late: {stats['late_payloads']}"
 
 
@@ -94,20 +94,31 @@ async def random_stream(dut, seed):
 
 @cocotb.test()
 async def overflow(dut):
-    """The output held not ready: payloads fill the buffer (full-size ones) and then the
-    metadata queue (small ones); the rest are dropped as Overflow, whole. Released, the
-    committed ones come out intact, and frames after that are accepted again."""
+    """The output held not ready: payloads fill the buffer to its last word and the metadata
+    queue to its last entry; a payload one word too long, and any after the queue is full, are
+    dropped as Overflow, whole. Released, the committed payloads come out intact, and frames
+    after that are accepted again."""
     width = _width()
     defaults = NetRxWide(width=width)
-    capacity = (defaults.buffer_depth // width, defaults.meta_depth)
+    words, entries = defaults.buffer_depth // width, defaults.meta_depth
     rng = random.Random(9)
-    frames = [(build_frame(rng.randbytes(1472)), False) for _ in range(3)]
-    frames += [(build_frame(rng.randbytes(rng.randint(1, 40)), vlan=rng.choice((None, 1)),
-                            group=GROUP_B, port=PORT_B), rng.random() < 0.1) for _ in range(24)]
+
+    def frame(nwords, **kw):             # a payload of `nwords` words, the last one partial
+        return build_frame(rng.randbytes(nwords * width - rng.randrange(width)), **kw), False
+
+    big = -(-1472 // width)
+    small = entries - 3                  # one-word payloads that fill the metadata queue
+    frames = [(build_frame(rng.randbytes(1472)), False)] * 2
+    frames.append(frame(words + PREFETCH - 2 * big - small, vlan=5))   # fits
+    frames.append(frame(small + 1, group=GROUP_B, port=PORT_B))        # one word too many
+    frames += [(build_frame(rng.randbytes(1472)), True)]               # bad FCS: no effect
+    frames += [frame(1, group=GROUP_B, port=PORT_B) for _ in range(small)]   # fill both
+    frames += [frame(1) for _ in range(3)]                             # queue full
     stalled = len(frames)
     frames += [(build_frame(rng.randbytes(rng.randint(1, 1472))), False) for _ in range(6)]
     tb = NetRxWideTB(dut, width)
-    stats = await tb.run(frames, list(FILTERS), stalled=stalled, capacity=capacity)
+    stats = await tb.run(frames, list(FILTERS), stalled=stalled,
+                         capacity=(words, entries, PREFETCH))
     tb.log.info("overflow: %s", stats)
-    assert stats["expected_counters"]["overflow"] >= 2, stats["expected_counters"]
+    assert stats["expected_counters"]["overflow"] == 4, stats["expected_counters"]
     _check(tb, stats)
