@@ -29,6 +29,7 @@ from tickpath.protocol.records import (
     Side,
     TimeInForce,
 )
+from tickpath.protocol.regmap import RegisterClient
 from tickpath.sim.matching.stimulus import new_model, random_actions
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "risk.example.toml"
@@ -100,6 +101,17 @@ def test_register_values_fit_the_map():
     assert values["collar_bp_0_0"] == U32 and values["rate_period_0"] == 0
     names = {r.name for r in regs}
     assert {f"rejects_{chr(r)}" for r in GATE_REASONS} <= names
+
+
+def test_host_loader_writes_the_gate_registers():
+    limits = GateLimits.from_config(load_config(EXAMPLE), FIRMS, SYMBOLS, n_firms=4)
+    regs = gate_regmap(4, 4)
+    words: dict[int, int] = {}
+    client = RegisterClient(regs, lambda a: words.get(a, 0), words.__setitem__)
+    limits.load(client)
+    back = {r.name: client.read(r.name) for r in regs if r.access == "rw"}
+    assert {k: back[k] for k in limits.register_values()} == limits.register_values()
+    assert back["max_notional_1_0"] == 50_000_000_000       # two words
 
 
 # --- each check on its own ----------------------------------------------------------------

@@ -180,6 +180,16 @@ class GateLimits:
         out["deadman_cycles"] = self.deadman_cycles
         return out
 
+    def load(self, client: Any) -> None:
+        """Write every limit register through a :class:`~tickpath.protocol.regmap.
+        RegisterClient` on :func:`gate_regmap` (the host's loader; a firm's ``rate_burst``
+        before its ``rate_period``, whose write restarts the bucket full)."""
+        values = self.register_values()
+        client.write_many({k: v for k, v in values.items() if not k.startswith("rate_")})
+        for f in range(self.firms):
+            client.write(f"rate_burst_{f}", values[f"rate_burst_{f}"])
+            client.write(f"rate_period_{f}", values[f"rate_period_{f}"])
+
 
 _OFF = PairLimits()
 
