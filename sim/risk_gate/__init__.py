@@ -5,7 +5,5 @@ __all__ = ["TEST_MODULE", "PARAMETERS"]
 
 TEST_MODULE = "tickpath.sim.risk_gate.test_risk_gate"
 
-#: The bench's default hardware parameters (small, for simulation; ITCH output off: the
-#: engine's own bench checks it).
-PARAMETERS = {"firms": 4, "symbols": 4, "capacity": 24, "levels": 8, "token_bits": 10,
-              "itch": False}
+#: The bench's default hardware parameters (small, for simulation).
+PARAMETERS = {"firms": 4, "symbols": 4, "capacity": 24, "levels": 8, "token_bits": 10}

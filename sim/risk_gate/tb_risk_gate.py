@@ -17,13 +17,17 @@ from typing import Any
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from tickpath.hdl.matching.itch_out import itch_beat_layout
 from tickpath.hdl.matching.risk_gate import counter_name
 from tickpath.model.risk_gate import GATE_REASONS, GatedMatchingModel, GateLimits, gate_regmap
+from tickpath.protocol import itch
+from tickpath.protocol.feed import join_wide_beats
 from tickpath.protocol.records import EventRecord, Order, OrderRecord
 from tickpath.sim.common.scoreboard import Scoreboard
 from tickpath.sim.common.stream import StreamDriver, StreamMonitor
 from tickpath.sim.common.tb import TB
 from tickpath.sim.matching.stimulus import new_model
+from tickpath.sim.matching.tb_matching import itch_width_of
 
 __all__ = ["GatedTB"]
 
@@ -51,6 +55,10 @@ class GatedTB(TB):
         self.monitor = StreamMonitor(dut, "o_stream", EventRecord, self.clk,
                                      rng=random.Random(f"monitor-{seed}"),
                                      ready_probability=ready_probability, callback=check)
+        self.itch_width = itch_width_of(dut)
+        self.itch_monitor = StreamMonitor(dut, "itch_stream", itch_beat_layout(self.itch_width),
+                                          self.clk, rng=random.Random(f"itch-{seed}"),
+                                          ready_probability=ready_probability)
         self.pending: list[Order] = []          # sent (or being sent), not yet checked
         self.expected = 0                       # events expected so far
         self.coverage: Counter[str] = Counter()
@@ -68,6 +76,7 @@ class GatedTB(TB):
     async def start(self) -> None:
         await self.reset()
         self.monitor.start()
+        self.itch_monitor.start()
         self._checker = cocotb.start_soon(self._check_loop())
         for name, value in self.limits.register_values().items():
             if name.startswith("rate_") or value == self.regmap[name].reset:
@@ -201,6 +210,29 @@ class GatedTB(TB):
         await ReadOnly()
         assert self.dut.deadman_tripped.value == 0
         await RisingEdge(self.clk)
+
+    def check_itch(self) -> dict[str, int]:
+        """The gated path's ITCH output (the engine's, mass cancels' ``D`` included) is the
+        model's, encoded, byte for byte. Returns messages per type."""
+        got = b"".join(join_wide_beats(self.itch_monitor.received, self.itch_width))
+        want = b"".join(itch.encode(msg) for msg in self.model.engine.itch)
+        if got != want:
+            at = next((i for i, (x, y) in enumerate(zip(got, want, strict=False)) if x != y),
+                      min(len(got), len(want)))
+            raise AssertionError(f"ITCH bytes differ at byte {at} of {len(want)} "
+                                 f"(gateware {len(got)} bytes): {got[at:at + 40].hex()}, "
+                                 f"model {want[at:at + 40].hex()}")
+        return dict(Counter(msg.type for msg in self.model.engine.itch))
+
+    async def itch_drained(self, limit: int = 100_000) -> None:
+        """Wait until every ITCH beat the model's messages make is out."""
+        w = self.itch_width
+        want = sum(-(-itch.SPECS[msg.type].length // w) for msg in self.model.engine.itch)
+        for _ in range(limit):
+            if len(self.itch_monitor.received) >= want:
+                return
+            await RisingEdge(self.clk)
+        raise AssertionError(f"{len(self.itch_monitor.received)} of {want} ITCH beats out")
 
     # --- results --------------------------------------------------------------------------
 

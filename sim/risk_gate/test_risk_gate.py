@@ -105,6 +105,9 @@ async def random_stream(dut, seed):
     assert tb.dut.deadman_tripped.value == 0
     await tb.send([Order(action=Action.EndOfDay)])
     tb.scoreboard.result()
+    await tb.itch_drained()
+    itch_counts = tb.check_itch()
+    assert itch_counts.get("D", 0) >= tb.mass_events
 
     counters = tb.counters()
     assert counters == tb.expected_counters(), \
@@ -112,7 +115,8 @@ async def random_stream(dut, seed):
     via_bus = {chr(r): await tb.read(f"rejects_{chr(r)}") for r in GATE_REASONS}
     assert via_bus == counters, f"counters over the bus {via_bus}, ports {counters}"
     stats = {"actions": len(orders) + 1, "events": tb.expected, "gate_rejects": counters,
-             "mass_cancel_events": tb.mass_events, "coverage": dict(sorted(tb.coverage.items())),
+             "mass_cancel_events": tb.mass_events, "itch": itch_counts,
+             "coverage": dict(sorted(tb.coverage.items())),
              "engine_rejects": {chr(k): v for k, v in tb.model.engine.rejects.items()}}
     tb.log.info("random_stream seed=%d: %s", seed, json.dumps(stats))
     _record(f"random_stream/seed={seed}", stats)
@@ -135,6 +139,8 @@ async def off_by_default(dut):
     plain = new_model(p["symbols"], p["capacity"]).process_all(orders)
     assert [e for _, events in tb.actions for e in events] == plain
     assert tb.counters() == {chr(r): 0 for r in GATE_REASONS}
+    await tb.itch_drained()
+    tb.check_itch()
     tb.monitor.stop()
 
 
