@@ -23,7 +23,10 @@ The datapath is a fixed-latency pipeline that never stalls (the input is always 
    8 the UDP payload is then word-aligned.
 4. UDP parse; payload words (bytes beyond the IPv4 total length are padding) go down a delay
    line beside a three-stage classifier (snapshot, checks, priority), so that a frame's verdict
-   reaches the packet buffer with its last payload word.
+   reaches the packet buffer with its last payload word; the frame is then committed or its
+   words rewound, and counted.
+5. Read side: words leave the block RAM into a register, then a 5-word FIFO, then
+   ``o_stream`` with the metadata of the payload at its head.
 
 Each realigner hands on a frame's end (and what the stage learned about the frame) one cycle
 after the frame's last word, with the word's leftover bytes. That cycle is always free: the next
@@ -58,7 +61,7 @@ WIDTHS = (4, 8)
 LATENCY = 8
 #: Cycles from taking a frame's last beat to its payload's first beat on ``o_stream`` (when
 #: the output is not busy with an earlier payload).
-FIRST_BEAT_LATENCY = LATENCY + 5
+FIRST_BEAT_LATENCY = LATENCY + 6
 #: Words the read side takes out of the packet buffer ahead of ``o_stream`` (its output FIFO):
 #: with the output stalled, the buffer holds this many words more.
 PREFETCH = 5
@@ -106,17 +109,6 @@ class _WordIndex:
             with m.If(self.index != 255):
                 m.d.sync += self.index.eq(self.index + 1)
 
-    def __eq__(self, k):
-        return self.at[k]
-
-    def __gt__(self, v):
-        return self.index > v
-
-    def __ge__(self, v):
-        return self.index >= v
-
-    __hash__ = None
-
 
 def _by_shift(shift, shifts, fn):
     """``fn(s)`` for the value ``s`` of the signal ``shift`` (one of the constants ``shifts``)."""
@@ -146,7 +138,7 @@ def _realign(m, name, width, src, index, start, shift, shifts, keep, info):
     reg_data = Signal(8 * W, name=f"{name}_reg_data")
     reg_nb  = Signal(range(W + 1), name=f"{name}_reg_nb")
     m.d.comb += [
-        emit.eq(src.valid & keep & (index > start)),
+        emit.eq(src.valid & keep & (index.index > start)),
         reg_data.eq(_by_shift(shift, shifts,
                               lambda s: Cat(prev[8 * s:], src.data[:8 * s]))),
         reg_nb.eq(_by_shift(shift, shifts,
@@ -160,7 +152,7 @@ def _realign(m, name, width, src, index, start, shift, shifts, keep, info):
     m.d.comb += [
         lw_data.eq(Mux(src.valid, src.data, prev)),
         lw_nb.eq(Mux(src.valid, src.nb, prev_nb)),
-        reached.eq(Mux(src.valid, index >= start, index > start)),
+        reached.eq(Mux(src.valid, index.index >= start, index.index > start)),
     ]
     t_pend  = Signal(name=f"{name}_t_pend")
     t_valid = Signal(name=f"{name}_t_valid")
@@ -193,7 +185,7 @@ def _fields(m, name, width, src, index, spec):
         r, n = [], []
         for j in range(offset, offset + size):
             reg = Signal(8, name=f"{name}_{field}{j - offset}")
-            nxt = Mux(src.valid & (index == j // width), _lane(src.data, j % width), reg)
+            nxt = Mux(src.valid & index.at[j // width], _lane(src.data, j % width), reg)
             m.d.sync += reg.eq(nxt)
             r.append(reg)
             n.append(nxt)
@@ -338,7 +330,7 @@ class NetRxWide(wiring.Component):
             return Cat(_lane(a.data, (offset + 1) % W), _lane(a.data, offset % W))
 
         et = ethertype(12)
-        with m.If(a.valid & (ai == 13 // W) & (a.nb > 13 % W)):
+        with m.If(a.valid & ai.at[13 // W] & (a.nb > 13 % W)):
             with m.If(et == _ETH_IPV4):
                 m.d.comb += l2_ok_n.eq(1)
             with m.Elif((et == _VLAN_TYPES[0]) | (et == _VLAN_TYPES[1])):
@@ -346,7 +338,7 @@ class NetRxWide(wiring.Component):
             with m.Else():
                 m.d.comb += l2_bad_n.eq(1)
         et2 = ethertype(16)
-        with m.If(a.valid & tagged & (ai == 17 // W) & (a.nb > 17 % W)):
+        with m.If(a.valid & tagged & ai.at[17 // W] & (a.nb > 17 % W)):
             with m.If(et2 == _ETH_IPV4):
                 m.d.comb += l2_ok_n.eq(1)
             with m.Else():
@@ -370,12 +362,12 @@ class NetRxWide(wiring.Component):
         ihl_n = ip["vihl"][:4]
         ip_n = Signal(17)                 # IPv4 bytes received (frames < 128 KiB)
         ip_n_n = Signal(17)
-        m.d.comb += ip_n_n.eq(Mux(bi == 0, 0, ip_n) + Mux(b.valid, b.nb, 0))
+        m.d.comb += ip_n_n.eq(Mux(bi.at[0], 0, ip_n) + Mux(b.valid, b.nb, 0))
         with m.If(b.valid):
             m.d.sync += ip_n.eq(ip_n_n)
         hlen  = Signal(6)                 # registered header length (bytes)
         hlen8 = Signal(7)                 # hlen + 8
-        with m.If(b.valid & (bi == 0)):
+        with m.If(b.valid & bi.at[0]):
             m.d.sync += [hlen.eq(Cat(Const(0, 2), ihl_n)), hlen8.eq(Cat(Const(0, 2), ihl_n + 2))]
         # From registers, so valid from IPv4 word 2 on (a frame ending sooner is Malformed).
         pay_len = Signal(signed(18))      # UDP payload length by the IPv4 total length
@@ -390,18 +382,18 @@ class NetRxWide(wiring.Component):
         hw = W // 2
         words_left = Signal(6)            # header words after the current beat's
         with m.If(b.valid):
-            with m.If(bi == 0):
+            with m.If(bi.at[0]):
                 m.d.sync += words_left.eq(Mux(ihl_n * 2 > hw, ihl_n * 2 - hw, 0))
             with m.Else():
                 m.d.sync += words_left.eq(Mux(words_left > hw, words_left - hw, 0))
         terms = []
         for i in range(hw):
             t = Signal(16, name=f"csum_word{i}")
-            m.d.sync += t.eq(Mux((bi == 0) | (words_left > i),
+            m.d.sync += t.eq(Mux(bi.at[0] | (words_left > i),
                                  Cat(_lane(b.data, 2 * i + 1), _lane(b.data, 2 * i)), 0))
             terms.append(t)
         flags = Signal(2, name="csum_flags0")     # (valid, first) beside the tree
-        m.d.sync += flags.eq(Cat(b.valid, bi == 0))
+        m.d.sync += flags.eq(Cat(b.valid, bi.at[0]))
         for level in range(_TREE_DEPTH):
             if len(terms) > 1:
                 terms = [terms[k] + terms[k + 1] if k + 1 < len(terms) else terms[k]
@@ -436,13 +428,13 @@ class NetRxWide(wiring.Component):
         first_pay = 8 // W                # the payload's first word
         pay_left = Signal(signed(18))
         left = Signal(signed(18))
-        m.d.comb += left.eq(Mux(ci == first_pay, pay_len, pay_left))
-        with m.If(c.valid & (ci >= first_pay)):
+        m.d.comb += left.eq(Mux(ci.at[first_pay], pay_len, pay_left))
+        with m.If(c.valid & (ci.index >= first_pay)):
             m.d.sync += pay_left.eq(left - W)
-        p_write = c.valid & (ci >= first_pay) & (left > 0)
+        p_write = c.valid & (ci.index >= first_pay) & (left > 0)
         p_nb    = Mux(left < W, left[:nbw], W)
         p_last  = left <= W
-        p_first = ci == first_pay
+        p_first = ci.at[first_pay]
 
         # Payload words wait three cycles beside the classifier: (write, data, nb, last, first).
         pw = [Signal(1 + 8 * W + nbw + 2, name=f"pw{k}") for k in range(3)]
@@ -479,8 +471,9 @@ class NetRxWide(wiring.Component):
         # `csum` is the frame's header sum while K2 holds its end (the end word's sum reached
         # the tree's end the cycle before): folded once (21 bits: the sum is good iff that gives
         # 0xFFFF) into a flag that is valid beside K3.
+        # (csum[:16] + csum[16:] == 0xFFFF, with csum[16:] < 32, is this without an adder)
         csum_ok = Signal()
-        m.d.sync += csum_ok.eq(csum[:16] + csum[16:] == 0xFFFF)
+        m.d.sync += csum_ok.eq((csum[5:16] == 0x7FF) & (csum[:5] == ~csum[16:21]))
         m.d.sync += [
             k2_end.eq(k1_end), k2_fcs.eq(fcs_bad), k2_l2ok.eq(ok2), k2_l2bad.eq(bad2),
             k2_noip.eq(f["ip_n"] == 0),
@@ -572,10 +565,17 @@ class NetRxWide(wiring.Component):
         with m.If(popping & ~meta_w_en):
             m.d.sync += level.eq(level - 1)
 
-        wptr   = Signal(abits + 1)
-        commit = Signal(abits + 1)
-        rptr   = Signal(abits + 1)
-        full   = Signal()
+        # The write pointer steps through a register holding its successor, and a frame's
+        # verdict (final) is applied the cycle after its end: commit, or rewind to the last
+        # commit. No payload word reaches this stage then (the next frame's first payload word
+        # is at least 5 cycles behind its end; meta_w_rdy may miss an entry being written then,
+        # but accepted frames' ends are more than a cycle apart).
+        wptr     = Signal(abits + 1)
+        wptr_p1  = Signal(abits + 1, init=1)
+        commit   = Signal(abits + 1)
+        commit_p1 = Signal(abits + 1, init=1)
+        rptr     = Signal(abits + 1)
+        full     = Signal()
         m.d.comb += full.eq((wptr[:abits] == rptr[:abits]) & (wptr[abits] != rptr[abits]))
         write_ok = Signal()
         m.d.comb += [
@@ -584,8 +584,6 @@ class NetRxWide(wiring.Component):
             wr.data.eq(w_rest),
             wr.en.eq(write_ok),
         ]
-        wptr_next = Signal(abits + 1)
-        m.d.comb += wptr_next.eq(wptr + write_ok)
         overflowed = Signal()
 
         final = Signal(RxReason)
@@ -613,17 +611,17 @@ class NetRxWide(wiring.Component):
                         cnt = getattr(self, counter)
                         m.d.sync += cnt.eq(cnt + 1)
 
-        m.d.sync += [meta_w_data.eq(Cat(k3_idx, k3_port, stamp)), meta_w_en.eq(0)]
         with m.If(k3_end):
-            m.d.sync += overflowed.eq(0)
-            with m.If(final == RxReason.Accepted):
-                m.d.sync += [meta_w_en.eq(1), wptr.eq(wptr_next), commit.eq(wptr_next)]
-            with m.Else():
-                m.d.sync += wptr.eq(commit)
-        with m.Else():
-            m.d.sync += wptr.eq(wptr_next)
-            with m.If(w_write & full):
-                m.d.sync += overflowed.eq(1)
+            m.d.sync += [overflowed.eq(0), meta_w_data.eq(Cat(k3_idx, k3_port, stamp))]
+        with m.Elif(w_write & full):
+            m.d.sync += overflowed.eq(1)
+        with m.If(write_ok):
+            m.d.sync += [wptr.eq(wptr_p1), wptr_p1.eq(wptr_p1 + 1)]
+        m.d.comb += meta_w_en.eq(ended & (ended_why == RxReason.Accepted))
+        with m.If(meta_w_en):
+            m.d.sync += [commit.eq(wptr), commit_p1.eq(wptr_p1)]
+        with m.Elif(ended):
+            m.d.sync += [wptr.eq(commit), wptr_p1.eq(commit_p1)]
 
         # --- packet buffer (read side) ------------------------------------------------------
         # A block RAM's read data comes late in the cycle (no output register is inferred):
@@ -637,9 +635,11 @@ class NetRxWide(wiring.Component):
         issued   = Signal()               # read data is on the port this cycle
         rq       = Signal(len(w_rest))
         rq_valid = Signal()
+        outstanding = Signal(range(PREFETCH + 1))   # read and not yet out of o_stream
+        m.d.sync += outstanding.eq(outstanding + issue - (out.valid & out.ready))
         m.d.comb += [
             avail.eq(rptr != commit),
-            issue.eq(avail & (out_fifo.level + issued + rq_valid < out_fifo.depth)),
+            issue.eq(avail & (outstanding != PREFETCH)),
             rd.addr.eq(rptr[:abits]),
             rd.en.eq(issue),
         ]
