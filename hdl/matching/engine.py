@@ -77,6 +77,7 @@ from tickpath.protocol.records import (
 from .itch_out import (
     ITCH_TYPES,
     ItchSerializer,
+    _select,
     default_stocks,
     itch_beat_layout,
     itch_record_layout,
@@ -309,6 +310,11 @@ class MatchingEngine(wiring.Component):
         loc_valid = Array(Signal(name=f"loc_valid_{i}") for i in range(S))
         loc = Array(Signal(16, name=f"loc_{i}") for i in range(S))
         next_loc = Signal(16, init=1)
+        # reads of `loc_valid`/`loc` as AND-OR of Muxes, not Array reads: Icarus never
+        # evaluates an `always @*` whose inputs do not change after time 0, and an Array read
+        # of registers still at their reset value (symbol 0 before its first enter) stayed X
+        loc_seen = Signal()                         # cur_sym has its locate
+        m.d.comb += loc_seen.eq(_select(cur_sym, list(loc_valid)))
         u_pending = Signal()                        # a priority-losing replace that rests as U
         u_ref = Signal(32)
         cycle = Signal.like(it.ingress)             # cycles since reset
@@ -336,7 +342,7 @@ class MatchingEngine(wiring.Component):
                      side=0, close=0):
             m.d.comb += [
                 it_we.eq(1), it.eq(0), it.type.eq(ITCH_TYPES.index(t)), it.symbol.eq(symbol),
-                it.locate.eq(loc[symbol] if locate is None else locate),
+                it.locate.eq(_select(symbol, list(loc)) if locate is None else locate),
                 it.timestamp.eq(clock), it.ref.eq(ref), it.ref2.eq(ref2), it.shares.eq(shares),
                 it.price.eq(price), it.match.eq(match), it.side.eq(side), it.close.eq(close),
                 it.ingress.eq(taken_at),
@@ -505,7 +511,7 @@ class MatchingEngine(wiring.Component):
                             price = Mux(market, 0, a.price)
                             event(EventKind.Accepted, side=a.side, order_id=a.order_id,
                                   symbol=a.symbol, shares=a.shares, price=price)
-                            with m.If(~loc_valid[cur_sym]):     # the symbol's first enter
+                            with m.If(~loc_seen):               # the symbol's first enter
                                 itch_msg("R", symbol=cur_sym, locate=next_loc)
                                 m.d.sync += [loc_valid[cur_sym].eq(1),
                                              loc[cur_sym].eq(next_loc),

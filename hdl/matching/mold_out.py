@@ -28,7 +28,7 @@ Throughput: ``ceil(n / width)`` cycles for an ``n``-byte message, one more when 
 spills into an extra beat, plus one cycle per packet closed.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -50,6 +50,13 @@ from tickpath.protocol.netfeed import TIMESTAMP_WIDTH, session_int
 from .itch_out import _templates, itch_beat_layout
 
 __all__ = ["mold_beat_layout", "header_int", "MoldFramer"]
+
+
+def _or(values):
+    out = Const(0)
+    for v in values:
+        out = out | v
+    return out
 
 #: Bytes of a block's length prefix (big-endian), as ``encode_packet`` writes it.
 BLOCK_PREFIX = len(encode_packet(b"", 0, [b""])) - HEADER_LENGTH
@@ -73,7 +80,8 @@ def mold_beat_layout(width: int) -> data.StructLayout:
     fields first), then the packet's ``sequence`` (of its first message; the next sequence for
     an end-of-session packet), ``count`` (messages; ``0xFFFF`` end of session), ``ingress``
     (the cycle stamp of its first message, of the ``S`` ``C`` for an end-of-session packet) on
-    every beat, and ``egress``: the current cycle (since reset), so the beat's transfer cycle."""
+    every beat, and ``egress``: the cycle (since reset) the beat was first offered, its
+    transfer cycle unless the consumer held it back."""
     fields = {name: field.shape for name, field in wide_beat(width)}
     return data.StructLayout({**fields, "sequence": unsigned(64), "count": unsigned(16),
                               "ingress": unsigned(TIMESTAMP_WIDTH),
@@ -175,11 +183,12 @@ class MoldFramer(wiring.Component):
 
         # --- the message's length and whether it ends the session, from its bytes ----------
         lanes = [beat.data[8 * i:8 * i + 8] for i in range(W)]
+        # Selections here are AND-OR of `Mux`es (continuous assignments), not `Array`s or
+        # `Switch`es: Icarus never evaluates an `always @*` whose inputs do not change after
+        # time 0 (a constant-input selection stays X).
         length = Signal(8 * BLOCK_PREFIX)            # from the type byte (first beat only)
-        with m.Switch(lanes[0]):
-            for t, spec in itch.SPECS.items():
-                with m.Case(ord(t)):
-                    m.d.comb += length.eq(spec.length)
+        m.d.comb += length.eq(_or(Mux(lanes[0] == ord(t), spec.length, 0)
+                                  for t, spec in itch.SPECS.items()))
         end = _templates()["SC"]
         code_at = itch.SPECS[end.type].field("event_code").offset
         mbeat = Signal(range(max(spec.length for spec in itch.SPECS.values()) // W + 2))
@@ -194,7 +203,11 @@ class MoldFramer(wiring.Component):
 
         # --- fill state ----------------------------------------------------------------------
         fb = Signal()                                # buffer being filled
-        busy = Array(Signal(name=f"busy{i}") for i in range(2))   # handed to the sender
+        busy = Signal(2)                             # buffer handed to the sender
+        fb_busy = Mux(fb, busy[1], busy[0])
+        claim = Signal(2)                            # the fill side hands a buffer over
+        release = Signal(2)                          # the sender is done with a buffer
+        m.d.sync += busy.eq((busy | claim) & ~release)
         pos = Signal(range(self._mtu + W + 1), init=HEADER_LENGTH)   # next byte's offset
         count = Signal(16)                           # messages in the open packet
         seq = Signal(64, init=self._first_sequence)  # sequence of its first message
@@ -232,7 +245,7 @@ class MoldFramer(wiring.Component):
         length_be = Cat(*[length[8 * i:8 * i + 8] for i in reversed(range(BLOCK_PREFIX))])
         front = Mux(beat.first, length_be, carry)
         fits = pos + BLOCK_PREFIX + length <= self._mtu
-        can_take = ~close_req & ~eos_req & (tail == 0) & ~busy[fb]
+        can_take = ~close_req & ~eos_req & (tail == 0) & ~fb_busy
         take = Signal()
         accepted = inp.valid & inp.ready
         closing = Signal()
@@ -259,8 +272,9 @@ class MoldFramer(wiring.Component):
             m.d.comb += [descs.w_en.eq(1), push.buffer.eq(fb), push.owns.eq(1),
                          push.sequence.eq(seq), push.count.eq(count), push.length.eq(pos),
                          push.ingress.eq(pkt_ingress)]
-            m.d.sync += [busy[fb].eq(1), fb.eq(~fb), seq.eq(seq + count), count.eq(0),
-                         pos.eq(HEADER_LENGTH), stage.eq(0), dirty.eq(0), close_req.eq(0),
+            m.d.comb += claim.eq(Mux(fb, 0b10, 0b01))
+            m.d.sync += [fb.eq(~fb), seq.eq(seq + count), count.eq(0), pos.eq(HEADER_LENGTH),
+                         stage.eq(0), dirty.eq(0), close_req.eq(0),
                          idle.eq(0), self.packets.eq(self.packets + 1)]
 
         m.d.comb += inp.ready.eq(take & ~(beat.first & (count != 0) & ~fits))
@@ -298,16 +312,18 @@ class MoldFramer(wiring.Component):
         active = Signal()                            # words of it still to read
         word = Signal(AW + 1)                        # next word to read
         o_word = Signal(AW + 1)                      # word on the output
+        o_egress = Signal(TIMESTAMP_WIDTH)           # the cycle it was first offered
         last_word = (cur.length - 1) >> LW
         advance = ~out.valid | out.ready
         m.d.comb += [rd.addr.eq(Cat(word[:AW], cur.buffer)), rd.en.eq(advance)]
         with m.If(advance):
             with m.If(active):
-                m.d.sync += [out.valid.eq(1), o_word.eq(word), word.eq(word + 1)]
+                m.d.sync += [out.valid.eq(1), o_word.eq(word), word.eq(word + 1),
+                             o_egress.eq(cycle + 1)]
                 with m.If(word == last_word):
                     m.d.sync += active.eq(0)
                     with m.If(cur.owns):
-                        m.d.sync += busy[cur.buffer].eq(0)
+                        m.d.comb += release.eq(Mux(cur.buffer, 0b10, 0b01))
             with m.Else():
                 m.d.sync += out.valid.eq(0)
                 with m.If(descs.r_rdy):
@@ -317,17 +333,15 @@ class MoldFramer(wiring.Component):
         header = Signal(8 * HEADER_LENGTH)
         m.d.comb += header.eq(Cat(cur.count, cur.sequence, self.session))
         assert header.shape().width == 8 * HEADER_LENGTH
-        out_lanes = [rd.data[8 * i:8 * i + 8] for i in range(W)]
-        o_lanes = [Signal(8, name=f"o_lane{i}") for i in range(W)]
-        m.d.comb += [o.eq(lane) for o, lane in zip(o_lanes, out_lanes, strict=True)]
-        with m.Switch(o_word):
+        o_lanes = []
+        for i in range(W):
+            lane = rd.data[8 * i:8 * i + 8]
             for w in range(-(-HEADER_LENGTH // W)):
-                with m.Case(w):
-                    for i in range(W):
-                        j = w * W + i              # wire byte
-                        if j < HEADER_LENGTH:
-                            hi = 8 * (HEADER_LENGTH - j)
-                            m.d.comb += o_lanes[i].eq(header[hi - 8:hi])
+                j = w * W + i                      # wire byte
+                if j < HEADER_LENGTH:
+                    hi = 8 * (HEADER_LENGTH - j)
+                    lane = Mux(o_word == w, header[hi - 8:hi], lane)
+            o_lanes.append(lane)
         final = o_word == last_word
         m.d.comb += [
             out.payload.data.eq(Cat(*o_lanes)),
@@ -337,6 +351,6 @@ class MoldFramer(wiring.Component):
             out.payload.sequence.eq(cur.sequence),
             out.payload.count.eq(cur.count),
             out.payload.ingress.eq(cur.ingress),
-            out.payload.egress.eq(cycle),
+            out.payload.egress.eq(o_egress),
         ]
         return m
