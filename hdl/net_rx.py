@@ -66,7 +66,8 @@ class NetRx(wiring.Component):
         through ``filter_write``; all are disabled after reset.
     buffer_depth : int
         Payload buffer in bytes (a power of 2, at least 2048 so a full 1472-byte payload fits
-        beside the one being read). A payload that does not fit is dropped as Overflow.
+        beside the one being read). A payload that does not fit is dropped as Overflow (the
+        check may count one byte short: it is registered).
     meta_depth : int
         Committed payloads the buffer can hold at once (metadata queue depth).
     counter_width : int
@@ -391,8 +392,13 @@ class NetRx(wiring.Component):
         wptr   = Signal(abits + 1)
         commit = Signal(abits + 1)
         rptr   = Signal(abits + 1)
+        # `full` is registered: the buffer held at least depth - 1 bytes a cycle ago. So no byte
+        # is written into a full buffer, and one may be refused with a byte free (after a read,
+        # or a pause in the frame), never more.
         full   = Signal()
-        m.d.comb += full.eq((wptr[:abits] == rptr[:abits]) & (wptr[abits] != rptr[abits]))
+        fill   = Signal(abits + 1)
+        m.d.comb += fill.eq(wptr - rptr)
+        m.d.sync += full.eq(fill >= self._buffer_depth - 1)
         write_ok = Signal()
         m.d.comb += [
             write_ok.eq(take & write & ~full),
@@ -401,7 +407,7 @@ class NetRx(wiring.Component):
             wr.en.eq(write_ok),
         ]
         wptr_next = Signal(abits + 1)
-        m.d.comb += wptr_next.eq(wptr + write_ok)
+        m.d.comb += wptr_next.eq(Mux(write_ok, wptr + 1, wptr))
 
         # --- frame end ----------------------------------------------------------------------
         final    = Signal(RxReason)
@@ -420,6 +426,12 @@ class NetRx(wiring.Component):
                 m.d.comb += final.eq(RxReason.Accepted)
         with m.Else():
             m.d.comb += final.eq(RxReason.Malformed)
+
+        # final == Accepted, without the reasons that cannot stand beside `complete` (a drop is
+        # decided only in Eth, Vlan, Ip and Udp), so the buffer's pointers do not wait for them
+        accept_now = Signal()
+        m.d.comb += accept_now.eq(complete & ~beat.fcs_bad & ~overflowed & ~(write & full)
+                                  & meta_w_rdy)
 
         # The counters count a frame a cycle after its last byte (`ended`, `ended_why`), so the
         # frame's verdict reaches them through a register.
@@ -442,7 +454,7 @@ class NetRx(wiring.Component):
                     overflowed.eq(0),
                 ]
                 m.d.comb += csum_d.eq(0)
-                with m.If(final == RxReason.Accepted):
+                with m.If(accept_now):
                     m.d.sync += meta_w_en.eq(1)
                     m.d.sync += [wptr.eq(wptr_next), commit.eq(wptr_next)]
                 with m.Else():
