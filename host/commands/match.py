@@ -12,6 +12,12 @@ One action per line::
 (default 0) are optional; ``price`` is optional for market orders and ignored there. Client
 tokens, firms and stocks become internal ids here (a token string keeps its id, so a finished
 token may be entered again); the engine's rules are in :mod:`tickpath.model.matching`.
+
+``--engine model`` runs the golden model; ``--engine sim`` the gateware matching engine
+(:mod:`tickpath.hdl.matching`) simulated by Verilator on the fast harness
+(:mod:`tickpath.sim.harness.matching`), and prints exactly the same. Where the model would go on
+but the gateware's tables are full (stocks, tokens, price levels, resting orders without
+``--capacity``), it stops with a one-line error naming the line, never a different answer.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 import click
 
-from tickpath.engine import Engine, ModelEngine
+from tickpath.engine import Engine, EngineError, ModelEngine
 from tickpath.host.cli import UserError
 from tickpath.protocol import itch
 from tickpath.protocol.records import (
@@ -54,8 +60,8 @@ _FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 class _Ids:
     """Client names -> internal ids 1, 2, 3... (and back)."""
 
-    def __init__(self, what: str, limit: int, first: int = 1):
-        self.what, self.limit = what, limit
+    def __init__(self, what: str, limit: int, first: int = 1, why: str = ""):
+        self.what, self.limit, self.first, self.why = what, limit, first, why
         self.ids: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self._next = first
@@ -64,7 +70,8 @@ class _Ids:
         found = self.ids.get(name)
         if found is None:
             if self._next >= self.limit:
-                raise UserError(f"line {line}: more than {self.limit - 1} {self.what}s")
+                raise UserError(f"line {line}: more than {self.limit - self.first} "
+                                f"{self.what}s{self.why}")
             found = self.ids[name] = self._next
             self.names[found] = name
             self._next += 1
@@ -74,9 +81,13 @@ class _Ids:
 class Translator:
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.tokens = _Ids("token", 1 << 32)
+        # an engine with smaller tables says so (the simulated gateware's token table, its
+        # symbols): more is an error on the line that needs it, never a different answer
+        why = f" ({getattr(engine, 'limits_name', '')})" if hasattr(engine, "limits_name") \
+            else ""
+        self.tokens = _Ids("token", getattr(engine, "token_limit", 1 << 32), why=why)
         self.firms = _Ids("firm", 1 << 16)
-        self.stocks = _Ids("stock", 1 << 16, first=0)
+        self.stocks = _Ids("stock", getattr(engine, "symbol_limit", 1 << 16), first=0, why=why)
 
     def order(self, obj: Any, line: int) -> Order:
         if not isinstance(obj, dict):
@@ -132,7 +143,10 @@ class Translator:
             f["price"] = 0
         stock = text("stock", 8)
         symbol = self.stocks.get(stock, line)
-        self.engine.set_symbol(symbol, stock)          # idempotent for a known symbol
+        try:
+            self.engine.set_symbol(symbol, stock)      # idempotent for a known symbol
+        except ValueError as e:
+            raise UserError(f"line {line}: {e}") from None
         return Order(action=Action.Enter, side=choice("side", _SIDES), tif=choice("tif", _TIFS),
                      ord_type=ord_type, order_id=token,
                      firm=self.firms.get(text("firm", 4), line), symbol=symbol,
@@ -184,14 +198,55 @@ def read_json_lines(path: pathlib.Path) -> list[tuple[int, Any]]:
     return out
 
 
-def _read_orders(path: pathlib.Path, translator: Translator) -> list[Order]:
-    return [translator.order(obj, number) for number, obj in read_json_lines(path)]
+def _read_orders(path: pathlib.Path, translator: Translator) -> tuple[list[Order], list[int]]:
+    """The actions and the line number of each."""
+    lines = read_json_lines(path)
+    return [translator.order(obj, number) for number, obj in lines], [n for n, _ in lines]
+
+
+def _model_engine(capacity: int | None) -> Engine:
+    return ModelEngine(capacity=capacity)
+
+
+def _sim_engine(capacity: int | None) -> Engine:
+    """The gateware matching engine simulated by Verilator (tickpath.sim.harness.matching):
+    imported here, so that ``--engine model`` never loads Amaranth or the simulator."""
+    from tickpath.sim.harness.matching import SimEngine, SimEngineLimit
+    try:
+        return SimEngine(capacity=capacity)
+    except SimEngineLimit as e:
+        raise UserError(str(e)) from None
+
+
+ENGINES = {"model": _model_engine, "sim": _sim_engine}
+
+
+def _run(engine: Engine, actions: list[Order], lines: list[int], end_of_day: bool):
+    """The events of ``actions`` (then end of day) and the final book; an engine's limit
+    (``ValueError``, with the action's ``index``) or failure (``EngineError``: a simulator
+    that does not build) as a one-line UserError."""
+    try:
+        events = engine.run(actions)
+        if end_of_day:
+            events += engine.end_of_day()
+        return events, list(engine.book_lines())
+    except ValueError as e:
+        index = getattr(e, "index", None)
+        where = ("" if index is None else f"line {lines[index]}: " if index < len(lines)
+                 else "end of day: ")
+        raise UserError(f"{where}{e}") from None
+    except EngineError as e:                    # e.g. the simulator did not build
+        raise UserError(str(e).splitlines()[0]) from None
 
 
 @click.command()
 @click.argument("orders", type=click.Path(path_type=pathlib.Path))
-@click.option("--engine", "engine_name", type=click.Choice(["model"]), default="model",
-              show_default=True, help="What matches: the golden model.")
+@click.option("--engine", "engine_name", type=click.Choice(sorted(ENGINES)), default="model",
+              show_default=True,
+              help="What matches: the golden model, or the gateware simulated by Verilator "
+                   "(sim: at most 64 stocks, 65535 tokens, 16 price levels a book side, "
+                   "4096 resting orders or --capacity; the first run for a set of stocks "
+                   "builds the simulator, minutes).")
 @click.option("--capacity", type=click.IntRange(min=0), default=None,
               help="Most resting orders the engine holds (default unlimited).")
 @click.option("--end-of-day", is_flag=True, help="Expire day orders after the last action.")
@@ -201,15 +256,13 @@ def command(orders: pathlib.Path, engine_name: str, capacity: int | None, end_of
             itch_out: pathlib.Path | None) -> None:
     """Run ORDERS (JSON lines, one enter/cancel/replace each) through the matching engine;
     print one JSON line per event, then one book line per stock with resting orders."""
-    engine = ModelEngine(capacity=capacity)
+    engine = ENGINES[engine_name](capacity)
     translator = Translator(engine)
-    actions = _read_orders(orders, translator)
-    events = engine.run(actions)
-    if end_of_day:
-        events += engine.end_of_day()
+    actions, lines = _read_orders(orders, translator)
+    events, book = _run(engine, actions, lines, end_of_day)
     for e in events:
         click.echo(json.dumps(translator.event(e)))
-    for line in engine.book_lines():
+    for line in book:
         click.echo(json.dumps(line))
     if itch_out is not None:
         try:

@@ -10,10 +10,14 @@ arguments, and returns a :class:`Harness` loaded through ``ctypes``: reset, step
 port by name (wide ports as little-endian bytes or ``int``), watch ports for changes, and
 :meth:`Harness.stream`, which feeds a whole buffer of beats into one stream while taking every
 beat of another, the valid/ready handshakes done in C++.
+
+:class:`SimEngine` (:mod:`.matching`) is the gateware matching engine on it, behind the host's
+:class:`tickpath.engine.Engine` interface (``tickpath match --engine sim``).
 """
 
 from tickpath.sim.harness.build import HarnessError, build, build_verilog
+from tickpath.sim.harness.matching import SimEngine, SimEngineError, SimEngineLimit
 from tickpath.sim.harness.model import Harness, PortInfo, StreamResult, WatchRecord
 
 __all__ = ["build", "build_verilog", "Harness", "HarnessError", "PortInfo", "StreamResult",
-           "WatchRecord"]
+           "WatchRecord", "SimEngine", "SimEngineError", "SimEngineLimit"]
