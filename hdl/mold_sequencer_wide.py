@@ -47,8 +47,12 @@ from tickpath.protocol.netfeed import (
 
 __all__ = ["MoldSequencerWide", "FIFO_DEPTH", "OUT_DEPTH"]
 
-#: Input FIFO depth in beats.
-FIFO_DEPTH = 16
+#: Input FIFO depth in beats (block RAM, then a 3-beat register stage before the parser). The
+#: real captures, the BX sample and the synthetic mix at the 10 GbE wire rate fill it to 108
+#: at most (``sim/feed_wide``): a run of packets of short messages needs more output beats
+#: than the wire brings beats.
+FIFO_DEPTH = 256
+_SKID_DEPTH = 3
 #: Output queue depth in entries (an entry is one output beat, or a full beat and its
 #: message's final tail).
 OUT_DEPTH = 16
@@ -143,13 +147,19 @@ class MoldSequencerWide(wiring.Component):
         # --- input FIFO -------------------------------------------------------------------
         entry = data.StructLayout({"data": 8 * W, "nbytes": range(W + 1), "last": 1,
                                    "ingress": TIMESTAMP_WIDTH})
-        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=entry.size, depth=FIFO_DEPTH)
+        m.submodules.fifo = big = fifo.SyncFIFOBuffered(width=entry.size,
+                                                        depth=FIFO_DEPTH - _SKID_DEPTH)
+        # the parser reads flip-flops, not the block RAM's slow output
+        m.submodules.skid = q = fifo.SyncFIFOBuffered(width=entry.size, depth=_SKID_DEPTH)
         i = self.i_stream
         m.d.comb += [
-            q.w_data.eq(Cat(i.p.data, i.p.nbytes, i.p.last, i.p.ingress)),
-            q.w_en.eq(i.valid),
-            i.ready.eq(q.w_rdy),
-            self.level.eq(q.level),
+            big.w_data.eq(Cat(i.p.data, i.p.nbytes, i.p.last, i.p.ingress)),
+            big.w_en.eq(i.valid),
+            i.ready.eq(big.w_rdy),
+            q.w_data.eq(big.r_data),
+            q.w_en.eq(big.r_rdy),
+            big.r_en.eq(q.w_rdy),
+            self.level.eq(big.level + q.level),
         ]
         beat = data.View(entry, q.r_data)
         n = beat.nbytes

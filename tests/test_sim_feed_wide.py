@@ -11,11 +11,11 @@ Line rate, two ways, asserted:
 
 * at the 10 GbE wire rate, each payload followed by the beats its frame spends on the wire
   beyond the payload (``wire_idle_beats``: 8): input ``ready`` never drops;
-* back to back (no idle beat at all), where the realistic mix needs more output beats (a
-  message of L bytes takes ceil(L/8), its 2 length bytes are gone) than input beats: the
-  input takes no more cycles than the larger of its beats plus one per packet (the header's
-  decision) and the output beats, packet by packet, plus the pipeline's fill, and ready never
-  drops for more than MAX_NOT_READY_RUN cycles in a row.
+* back to back (no idle beat at all; the real data only), where the realistic mix needs more
+  output beats (a message of L bytes takes ceil(L/8), its 2 length bytes are gone) than input
+  beats: the input takes no more cycles than the larger of its beats plus one per packet (the
+  header's decision) and its output beats, packet by packet, plus the pipeline's fill; and
+  ready never drops for more than MAX_NOT_READY_RUN cycles in a row.
 
 Then the bench's seeded faulty streams with idle cycles and backpressure.
 """
@@ -58,6 +58,7 @@ def simulators():
 def test_real_data_at_line_rate(simulator, shared_data, bx_sample, tmp_path):
     limit = ICARUS_BX_MESSAGES if simulator == "icarus" else None
     payloads, messages = real_payloads(shared_data, bx_sample, limit)
+    real = (len(payloads), messages)
     if simulator == "verilator":
         payloads += mix_payloads(VERILATOR_MESSAGES - messages, seed=7,
                                  first_sequence=messages + 1)
@@ -68,14 +69,15 @@ def test_real_data_at_line_rate(simulator, shared_data, bx_sample, tmp_path):
     stimulus = tmp_path / "stimulus.json"
     stimulus.write_text(json.dumps({
         "payloads": [p.hex() for p in payloads], "results": str(results),
-        "runs": [{"idle": idle}, {"idle": 0}]}))
+        "runs": [{"idle": idle}, {"idle": 0, "packets": real[0]}]}))
     bench = run_bench(FeedWide, "feed_wide", TEST_MODULE, simulator,
                       env={STIMULUS_ENV: str(stimulus), RANDOM_COUNT_ENV: "300"})
     ran = {o.name for o in bench.outcomes if o.passed and not o.skipped}
     assert ran == {"replay", "random_stream/seed=1", "random_stream/seed=2"}
     wire, back_to_back = json.loads(results.read_text())
+    assert wire["counters"]["seq_messages"] == wire["messages"] == messages
+    assert back_to_back["counters"]["seq_messages"] == back_to_back["messages"] == real[1]
     for stats in (wire, back_to_back):
-        assert stats["counters"]["seq_messages"] == stats["messages"] == messages
         assert stats["counters"]["seq_gaps"] == stats["counters"]["seq_malformed"] == 0
     # at the wire rate: never a cycle not ready, and the input FIFO never full
     assert wire["not_ready_cycles"] == 0
@@ -86,10 +88,12 @@ def test_real_data_at_line_rate(simulator, shared_data, bx_sample, tmp_path):
     bound = back_to_back["packet_bound_cycles"]
     assert back_to_back["input_cycles"] <= bound + SLACK_CYCLES
     assert back_to_back["longest_not_ready"] <= MAX_NOT_READY_RUN
-    print(f"\n{simulator}: {messages} messages, {wire['packets']} packets, "
+    print(f"\n{simulator}: wire rate: {messages} messages, {wire['packets']} packets, "
           f"{wire['beats']} input beats, {wire['expected_message_beats']} output beats; "
           f"wire rate: max FIFO {wire['max_level']}, max out queue {wire['max_out_level']}; "
-          f"back to back: {back_to_back['input_cycles']} cycles "
+          f"back to back ({real[1]} real messages, {back_to_back['beats']} input beats, "
+          f"{back_to_back['expected_message_beats']} output beats): "
+          f"{back_to_back['input_cycles']} cycles "
           f"({back_to_back['input_cycles'] / back_to_back['beats']:.3f} per beat), "
           f"(bound {bound}), {back_to_back['not_ready_cycles']} not ready, longest run "
           f"{back_to_back['longest_not_ready']}; test {bench.test_seconds:.0f} s")

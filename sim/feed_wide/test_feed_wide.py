@@ -1,10 +1,11 @@
 """cocotb tests for the 64-bit feed front (run through tickpath.sim.common.runner.run_bench).
 
 ``replay`` takes its stimulus from the JSON file named by ``FEED_WIDE_STIMULUS``:
-``{"payloads": [hex, ...], "runs": [{"idle": int, "valid_probability": float,
-"ready_probability": float}, ...], "results": path or null}``: the payloads are sent once per
-run (``idle`` cycles after each packet), from reset, and every run is checked; the statistics
-of each run go to ``results``. ``random_stream`` makes its own seeded faulty stream of
+``{"payloads": [hex, ...], "runs": [{"idle": int, "packets": int or null,
+"valid_probability": float, "ready_probability": float}, ...], "results": path or null}``: the
+payloads (the first ``packets`` of them) are sent once per run (``idle`` cycles after each
+packet), from reset, and every run is checked; the statistics of each run go to
+``results``. ``random_stream`` makes its own seeded faulty stream of
 ``FEED_WIDE_RANDOM_COUNT`` random messages (default 300) plus packets with blocks of every
 small length, with random idle cycles in and backpressure out.
 """
@@ -30,7 +31,7 @@ async def replay(dut):
     results = []
     for k, run in enumerate(spec.get("runs", [{}])):
         tb = FeedWideTB(dut, seed=k, ready_probability=run.get("ready_probability", 1.0))
-        stats = await tb.run(payloads, idle=run.get("idle", 0),
+        stats = await tb.run(payloads[:run.get("packets")], idle=run.get("idle", 0),
                              valid_probability=run.get("valid_probability", 1.0))
         tb.log.info("replay run %d: %s", k, {n: v for n, v in stats.items()
                                                if "counters" not in n})
