@@ -131,7 +131,7 @@ class MoldSequencer(wiring.Component):
         # --- header bytes -------------------------------------------------------------------
         off      = Signal(range(HEADER_LENGTH + 1))
         at_sess  = Signal(init=1)         # off < 10 (decodes of `off`, registered beside it)
-        at_seq   = Signal()               # 10 <= off < 18
+        seq_sel  = Signal(8)              # off == 17 - k: the byte is seq_in's byte k
         at_c_hi  = Signal()               # off == 18
         at_c_lo  = Signal()               # off == 19: the header's last byte
         sess_in  = Signal(80)
@@ -149,23 +149,26 @@ class MoldSequencer(wiring.Component):
             m.d.sync += [
                 off.eq(off_next),
                 at_sess.eq(off_next < _SESSION_BYTES),
-                at_seq.eq((off_next >= _SESSION_BYTES) & (off_next < _COUNT_AT)),
+                seq_sel.eq(Cat(off_next == _COUNT_AT - 1 - k for k in range(8))),
                 at_c_hi.eq(off_next == _COUNT_AT),
                 at_c_lo.eq(off_next == _COUNT_AT + 1),
             ]
         with m.If(hdr & at_sess):
             m.d.sync += sess_in.eq(Cat(byte, sess_in[:72]))
-        with m.If(hdr & at_seq):
-            m.d.sync += seq_in.eq(Cat(byte, seq_in[:56]))
+        # by position, not shifted in: its high 48 bits are final once its sixth byte is in
+        for k in range(8):
+            with m.If(hdr & seq_sel[k]):
+                m.d.sync += seq_in[8 * k:8 * k + 8].eq(byte)
         with m.If(hdr & at_c_hi):
             m.d.sync += [count_hi.eq(byte), c_hi_00.eq(byte == 0x00), c_hi_ff.eq(byte == 0xFF)]
         seq_lo, seq_hi = seq_in[:16], seq_in[16:]
 
         # --- look-ahead ---------------------------------------------------------------------
         # Free-running. `seq_in` is complete at least 2 cycles before a header's last byte is
-        # taken (3 before `dec`), `sess_in` long before; `expected`, `high_raw`, `started`,
-        # `have` and `session` last changed in an earlier packet. Stage 1 is therefore valid
-        # when the last byte is taken, stage 2 at `dec`.
+        # taken (3 before `dec`), its high 48 bits 4 cycles before, `sess_in` long before;
+        # `expected`, `high_raw`, `started`, `have` and `session` last changed in an earlier
+        # packet. Stage 1 is therefore valid when the last byte is taken, stage 2 at `dec`, and
+        # the two stages from the high bits (`hi_*`) when the last byte is taken.
         have     = Signal()               # a session was latched
         high_raw = Signal(64)             # high is max(high_raw, expected): a delivered block
         high = self.high                  # moves only `expected`
@@ -174,10 +177,9 @@ class MoldSequencer(wiring.Component):
         exp_lo, known_lo = Mux(started, expected[:16], seq_lo), Mux(started, high[:16], seq_lo)
         exp_r      = Signal(64)           # stage 1
         known_r    = Signal(64)
-        seq_hi1    = Signal(48)           # seq_hi + 1, wrapping: the end's high part on a carry
-        ahead_r    = Signal()             # seq > exp
-        hb_gap_r   = Signal()             # seq > known: a heartbeat reveals a gap
-        hb_count_r = Signal(64)           # seq - known, its length
+        ahead_r    = Signal()             # seq > exp (stage 2)
+        hb_gap_r   = Signal()             # seq > known: a heartbeat reveals a gap (stage 2)
+        hb_count_r = Signal(64)           # seq - known, its length (stage 2)
         t_exp0     = Signal(signed(18))   # exp_lo - seq_lo: end_lo <= exp_lo iff count <= this
         t_exp1     = Signal(17)           # ... + 2**16 (when seq_lo + count carries)
         t_known0   = Signal(signed(18))
@@ -188,10 +190,6 @@ class MoldSequencer(wiring.Component):
         m.d.sync += [
             exp_r.eq(Mux(started, expected, seq_in)),
             known_r.eq(Mux(started, high, seq_in)),
-            seq_hi1.eq(seq_hi + 1),
-            ahead_r.eq(started & (seq_in > expected)),
-            hb_gap_r.eq(started & (seq_in > high)),
-            hb_count_r.eq(seq_in - high),
             t_exp0.eq(exp_lo - seq_lo),
             t_exp1.eq(Cat(exp_lo, Const(1, 1)) - seq_lo),
             t_known0.eq(known_lo - seq_lo),
@@ -200,20 +198,46 @@ class MoldSequencer(wiring.Component):
                            for i in range(_SESSION_BYTES))),
             sess_known.eq(have | self.session_check),
         ]
-        # stage 2: the end's high part against exp's and known's, for either carry
+        # seq against expected and high, and seq - high, in 32-bit halves over both stages (only
+        # `dec` reads them)
+        a_hi_gt, a_hi_eq, a_lo_gt = (Signal(name=n) for n in ("a_hi_gt", "a_hi_eq", "a_lo_gt"))
+        g_hi_gt, g_hi_eq, g_lo_gt = (Signal(name=n) for n in ("g_hi_gt", "g_hi_eq", "g_lo_gt"))
+        d_lo = Signal(33)                 # seq[:32] - high[:32], borrow on top
+        m.d.sync += [
+            a_hi_gt.eq(seq_in[32:] > expected[32:]), a_hi_eq.eq(seq_in[32:] == expected[32:]),
+            a_lo_gt.eq(seq_in[:32] > expected[:32]),
+            g_hi_gt.eq(seq_in[32:] > high[32:]), g_hi_eq.eq(seq_in[32:] == high[32:]),
+            g_lo_gt.eq(seq_in[:32] > high[:32]),
+            d_lo.eq(seq_in[:32] - high[:32]),
+            ahead_r.eq(started & (a_hi_gt | (a_hi_eq & a_lo_gt))),
+            hb_gap_r.eq(started & (g_hi_gt | (g_hi_eq & g_lo_gt))),
+            hb_count_r.eq(Cat(d_lo[:32], seq_in[32:] - high[32:] - d_lo[32])),
+        ]
+        # stage 2
+        foreign_r = Signal()
+        dup_zero0 = Signal()              # exp == seq (when the packet is taken)
+        m.d.sync += [
+            foreign_r.eq(sess_known & ~sess_eq.all()),
+            dup_zero0.eq(t_exp0[:16] == 0),
+        ]
+        # the end's high part (seq_hi, or seq_hi + 1 on a carry) against exp's and known's
+        seq_hi1  = Signal(48)             # seq_hi + 1, wrapping
+        exp_hi   = Signal(48)
+        known_hi = Signal(48)
+        m.d.sync += [
+            seq_hi1.eq(seq_hi + 1),
+            exp_hi.eq(Mux(started, expected[16:], seq_hi)),
+            known_hi.eq(Mux(started, high[16:], seq_hi)),
+        ]
         hi0_lt_exp, hi0_eq_exp, hi1_lt_exp, hi1_eq_exp = (Signal(name=n) for n in (
             "hi0_lt_exp", "hi0_eq_exp", "hi1_lt_exp", "hi1_eq_exp"))
         hi0_lt_kn, hi0_eq_kn, hi1_lt_kn, hi1_eq_kn = (Signal(name=n) for n in (
             "hi0_lt_kn", "hi0_eq_kn", "hi1_lt_kn", "hi1_eq_kn"))
-        foreign_r = Signal()
-        dup_zero0 = Signal()              # exp == seq (when the packet is taken)
         m.d.sync += [
-            hi0_lt_exp.eq(seq_hi < exp_r[16:]), hi0_eq_exp.eq(seq_hi == exp_r[16:]),
-            hi1_lt_exp.eq(seq_hi1 < exp_r[16:]), hi1_eq_exp.eq(seq_hi1 == exp_r[16:]),
-            hi0_lt_kn.eq(seq_hi < known_r[16:]), hi0_eq_kn.eq(seq_hi == known_r[16:]),
-            hi1_lt_kn.eq(seq_hi1 < known_r[16:]), hi1_eq_kn.eq(seq_hi1 == known_r[16:]),
-            foreign_r.eq(sess_known & ~sess_eq.all()),
-            dup_zero0.eq(t_exp0[:16] == 0),
+            hi0_lt_exp.eq(seq_hi < exp_hi), hi0_eq_exp.eq(seq_hi == exp_hi),
+            hi1_lt_exp.eq(seq_hi1 < exp_hi), hi1_eq_exp.eq(seq_hi1 == exp_hi),
+            hi0_lt_kn.eq(seq_hi < known_hi), hi0_eq_kn.eq(seq_hi == known_hi),
+            hi1_lt_kn.eq(seq_hi1 < known_hi), hi1_eq_kn.eq(seq_hi1 == known_hi),
         ]
 
         # --- the header's last byte: the count meets registered thresholds ------------------
@@ -223,13 +247,18 @@ class MoldSequencer(wiring.Component):
         bl_one0   = Signal()              # count == 1
         cnt_0     = Signal()              # count == 0: heartbeat
         cnt_eos   = Signal()              # count == 0xFFFF: end of session
-        carry     = Signal()              # seq_lo + count carries
+        heartbeat = Signal()              # count 0 or 0xFFFF
         end_r     = Signal(64)            # seq + count, wrapping
-        le_exp0, le_exp1, le_kn0, le_kn1 = (Signal(name=n) for n in (
-            "le_exp0", "le_exp1", "le_kn0", "le_kn1"))
+        end_le_exp = Signal()             # end <= exp: nothing new (a duplicate)
+        end_gt_known = Signal()           # end > known: the packet reveals a gap
         count = Cat(byte, count_hi)
-        end_lo = Signal(17)
+        end_lo = Signal(17)               # seq_lo + count, its carry on top
         m.d.comb += end_lo.eq(seq_lo + count)
+        # end_lo <= X_lo iff count <= X_lo - seq_lo (+ 2**16 on a carry)
+        le_exp = Mux(end_lo[16], hi1_lt_exp | (hi1_eq_exp & (count <= t_exp1)),
+                     hi0_lt_exp | (hi0_eq_exp & (count <= t_exp0)))
+        le_kn = Mux(end_lo[16], hi1_lt_kn | (hi1_eq_kn & (count <= t_known1)),
+                    hi0_lt_kn | (hi0_eq_kn & (count <= t_known0)))
         m.d.sync += dec.eq(hdr & at_c_lo)
         with m.If(hdr & at_c_lo):
             m.d.sync += [
@@ -238,26 +267,18 @@ class MoldSequencer(wiring.Component):
                 bl_one0.eq(c_hi_00 & (byte == 1)),
                 cnt_0.eq(c_hi_00 & (byte == 0x00)),
                 cnt_eos.eq(c_hi_ff & (byte == 0xFF)),
-                carry.eq(end_lo[16]),
+                heartbeat.eq((c_hi_00 & (byte == 0x00)) | (c_hi_ff & (byte == 0xFF))),
                 end_r.eq(Cat(end_lo[:16], Mux(end_lo[16], seq_hi1, seq_hi))),
-                le_exp0.eq(count <= t_exp0), le_exp1.eq(count <= t_exp1),
-                le_kn0.eq(count <= t_known0), le_kn1.eq(count <= t_known1),
+                end_le_exp.eq(le_exp),
+                end_gt_known.eq(~le_kn),
             ]
 
         # --- the decision (at `dec`) --------------------------------------------------------
-        heartbeat = Signal()              # count 0 or 0xFFFF
-        end_le_exp = Signal()             # end <= exp: nothing new (a duplicate)
-        end_gt_known = Signal()           # end > known: the packet reveals a gap
         skip      = Signal()              # the packet's remaining bytes are ignored
         trail     = Signal()              # ... are malformed
         accept    = Signal()              # ... are blocks
         gap_fire  = Signal()
         m.d.comb += [
-            heartbeat.eq(cnt_0 | cnt_eos),
-            end_le_exp.eq(Mux(carry, hi1_lt_exp | (hi1_eq_exp & le_exp1),
-                              hi0_lt_exp | (hi0_eq_exp & le_exp0))),
-            end_gt_known.eq(~Mux(carry, hi1_lt_kn | (hi1_eq_kn & le_kn1),
-                                 hi0_lt_kn | (hi0_eq_kn & le_kn0))),
             skip.eq(foreign_r | (~heartbeat & (ahead_r | end_le_exp))),
             trail.eq(~foreign_r & heartbeat),
             accept.eq(~foreign_r & ~heartbeat & ~ahead_r & ~end_le_exp),
@@ -304,17 +325,22 @@ class MoldSequencer(wiring.Component):
                     ]
 
         # --- events -------------------------------------------------------------------------
+        # A gap is reported the cycle after `dec`, from the look-ahead's values, which still
+        # hold; the session is the one just followed (the packet's: it is not foreign).
         ev_free = Signal()
+        gap_go  = Signal()
+        gap_hb  = Signal()                # ... revealed by a heartbeat
         m.d.comb += ev_free.eq(~ev.valid | ev.ready)
-        with m.If(gap_fire):
+        m.d.sync += [gap_go.eq(gap_fire), gap_hb.eq(heartbeat)]
+        with m.If(gap_go):
             bump("gaps")
             with m.If(ev_free):
                 m.d.sync += [
                     ev.valid.eq(1),
                     ev.p.kind.eq(SeqEventKind.Gap),
-                    ev.p.session.eq(sess_in),
+                    ev.p.session.eq(self.session),
                     ev.p.first.eq(known_r),
-                    ev.p.count.eq(Mux(heartbeat, hb_count_r, end_r - known_r)),
+                    ev.p.count.eq(Mux(gap_hb, hb_count_r, end_r - known_r)),
                 ]
             with m.Else():
                 bump("events_lost")
