@@ -202,6 +202,8 @@ def test_rejects_bad_parameters():
         MoldFramer(mtu=40)
     with pytest.raises(ValueError):
         MoldFramer(max_messages=0)
+    with pytest.raises(ValueError):
+        MoldFramer(session="ELEVENCHARS")
 
 
 # --- cocotb tier -------------------------------------------------------------------------

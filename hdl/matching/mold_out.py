@@ -125,20 +125,13 @@ class MoldFramer(wiring.Component):
 
     def __init__(self, *, width=8, session="TICKPATH", mtu=1400, max_messages=MAX_MESSAGES,
                  flush_cycles=8, first_sequence=1):
-        if width not in (2, 4, 8, 16, 32, 64):
-            raise ValueError(f"width must be a power of two in 2..64, not {width}")
-        longest = max(spec.length for spec in itch.SPECS.values())
-        if not HEADER_LENGTH + BLOCK_PREFIX + longest <= mtu <= 0xFFFF:
-            raise ValueError(f"mtu {mtu} must fit the longest ITCH message ({longest} bytes) "
-                             f"and be at most 65535")
-        if max_messages not in range(1, MAX_MESSAGES + 1):
-            raise ValueError(f"max_messages must be in 1..{MAX_MESSAGES}, not {max_messages}")
-        if flush_cycles < 1:
-            raise ValueError(f"flush_cycles must be at least 1, not {flush_cycles}")
-        if first_sequence not in range(1, 1 << 63):
-            raise ValueError(f"first_sequence {first_sequence} is out of range")
+        try:
+            self._check(width, mtu, max_messages, flush_cycles, first_sequence)
+            self._session = session_bytes(session)
+        except ValueError:
+            self._MustUse__silence = True            # never elaborated: no warning about it
+            raise
         self._width = width
-        self._session = session_bytes(session)
         self._mtu = mtu
         self._max_messages = max_messages
         self._flush_cycles = flush_cycles
@@ -152,6 +145,21 @@ class MoldFramer(wiring.Component):
             "messages":      Out(32),
             "ended":         Out(1),
         })
+
+    @staticmethod
+    def _check(width, mtu, max_messages, flush_cycles, first_sequence):
+        if width not in (2, 4, 8, 16, 32, 64):
+            raise ValueError(f"width must be a power of two in 2..64, not {width}")
+        longest = max(spec.length for spec in itch.SPECS.values())
+        if not HEADER_LENGTH + BLOCK_PREFIX + longest <= mtu <= 0xFFFF:
+            raise ValueError(f"mtu {mtu} must fit the longest ITCH message ({longest} bytes) "
+                             f"and be at most 65535")
+        if max_messages not in range(1, MAX_MESSAGES + 1):
+            raise ValueError(f"max_messages must be in 1..{MAX_MESSAGES}, not {max_messages}")
+        if flush_cycles < 1:
+            raise ValueError(f"flush_cycles must be at least 1, not {flush_cycles}")
+        if first_sequence not in range(1, 1 << 63):
+            raise ValueError(f"first_sequence {first_sequence} is out of range")
 
     width = property(lambda self: self._width)
     session_init = property(lambda self: self._session)
