@@ -280,3 +280,58 @@ def test_icarus_engine_non_crossing_throughput(tmp_path, itch_width):
         assert stats["cycles_per_action"] > 20
     else:
         assert stats["cycles_per_action"] < 8
+
+
+def test_engine_itch_feeds_the_64_bit_decoder():
+    """The engine's 64-bit ITCH stream, its low bits a ``wide_beat(8)``, drives the feed path's
+    ``ItchDecoder(data_width=64)`` directly: one event per model message, each the golden
+    ``expected_event`` of its bytes."""
+    from amaranth.hdl import Module
+    from amaranth.lib import data as amaranth_data
+
+    from tickpath.hdl.itch_decoder import ItchDecoder
+    from tickpath.hdl.matching import MatchingEngine
+    from tickpath.protocol.feed import expected_event, unpack_event, wide_beat
+    from tickpath.protocol.records import Action, Order
+    from tickpath.sim.matching.stimulus import new_model, random_actions
+
+    engine = MatchingEngine(symbols=2, capacity=16, levels=4, token_bits=8, itch_width=8)
+    decoder = ItchDecoder(data_width=64)
+    top = Module()
+    top.submodules.engine, top.submodules.decoder = engine, decoder
+    low = amaranth_data.Layout.cast(wide_beat(8)).size
+    top.d.comb += [decoder.i_stream.payload.eq(engine.itch_stream.payload.as_value()[:low]),
+                   decoder.i_stream.valid.eq(engine.itch_stream.valid),
+                   engine.itch_stream.ready.eq(decoder.i_stream.ready),
+                   engine.o_stream.ready.eq(1), decoder.o_stream.ready.eq(1)]
+    orders = random_actions(random.Random(4), 60, symbols=2, capacity=16, token_bits=8,
+                            prices=4) + [Order(action=Action.EndOfDay)]
+    model = new_model(2, 16)
+    model.process_all(orders)
+    got = []
+
+    async def produce(ctx):
+        for order in orders:
+            ctx.set(engine.i_stream.payload, order.to_const())
+            ctx.set(engine.i_stream.valid, 1)
+            await ctx.tick().until(engine.i_stream.ready)
+        ctx.set(engine.i_stream.valid, 0)
+
+    async def consume(ctx):
+        for _ in range(200 * len(orders)):
+            _, _, valid, payload = await ctx.tick().sample(decoder.o_stream.valid,
+                                                           decoder.o_stream.payload)
+            if valid:
+                got.append(unpack_event(payload.as_bits()))
+            if len(got) == len(model.itch):
+                break
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(produce)
+    sim.add_testbench(consume)
+    sim.run()
+    want = [expected_event(itch.encode(msg)) for msg in model.itch]
+    assert len(got) == len(want) and {m.type for m in model.itch} >= set("SRAEXDU")
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"message {k} ({model.itch[k].type}): decoder {g}, expected {w}"
