@@ -49,7 +49,8 @@ class MoldSequencer(wiring.Component):
 
     One input byte a cycle while the output can take a beat (``i_stream.ready`` is
     ``~o_stream.valid | o_stream.ready``). A message byte leaves the cycle after it arrives.
-    A header is acted on (state, counters, events) the cycle after its last byte.
+    A header is acted on (state, counters) the cycle after its last byte, and its Gap event is
+    loaded the cycle after that.
     Events are never waited for: a Gap event found while ``o_event`` still holds one that has
     not been taken is counted in ``events_lost`` (the end-of-session event waits instead).
 
