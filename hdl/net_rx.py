@@ -221,25 +221,29 @@ class NetRx(wiring.Component):
         #                    or csum == 0x1FEFF and b == 0xFF.
         csum_d    = Signal(17)            # csum's next value
         csum_even = Signal(17)            # csum + this byte as a high byte
+        # The three cases exclude each other: the look-ahead keeps whether one holds and the
+        # byte it wants.
+        c_any     = Signal()
+        c_want    = Signal(8)
         c_hi_0ff  = Signal()
         c_hi_1ff  = Signal()
         c_1feff   = Signal()
-        c_lo_inv  = Signal(8)
-        c_lo_fe   = Signal(8)
         m.d.comb += [
             csum_d.eq(csum),
             csum_even.eq(csum[:16] + csum[16] + Cat(Const(0, 8), byte)),
         ]
-        m.d.sync += [
-            csum.eq(csum_d),
+        m.d.comb += [
             c_hi_0ff.eq(csum_even[8:] == 0x0FF),
             c_hi_1ff.eq((csum_even[8:] == 0x1FF) & (csum_even[:8] != 0xFF)),
             c_1feff.eq(csum_even == 0x1FEFF),
-            c_lo_inv.eq(~csum_even[:8]),
-            c_lo_fe.eq(0xFE - csum_even[:8]),
         ]
-        csum_good = ((c_hi_0ff & (byte == c_lo_inv)) | (c_hi_1ff & (byte == c_lo_fe))
-                     | (c_1feff & (byte == 0xFF)))
+        m.d.sync += [
+            csum.eq(csum_d),
+            c_any.eq(c_hi_0ff | c_hi_1ff | c_1feff),
+            c_want.eq(Mux(c_hi_0ff, ~csum_even[:8],
+                          Mux(c_hi_1ff, 0xFE - csum_even[:8], 0xFF))),
+        ]
+        csum_good = c_any & (byte == c_want)
         # Plain assignments, outside any Switch: Icarus does not evaluate a combinational block
         # at time 0 when nothing it reads changes, and `write` would stay X until it did.
         m.d.comb += [
@@ -266,6 +270,11 @@ class NetRx(wiring.Component):
 
         def drop(why):
             m.d.comb += [drop_now.eq(1), reason_now.eq(why), next_state.eq(_State.Drop)]
+
+        # the frame enters Vlan (only from Eth: in Vlan, `tagged` is set), without `next_state`
+        to_vlan = Signal()
+        m.d.comb += to_vlan.eq((state == _State.Eth) & (off == 13)
+                               & ((hi_81 & (byte == 0x00)) | (hi_88 & (byte == 0xA8))))
 
         def ethertype_decision():
             assert _VLAN_TYPES == (0x8100, 0x88A8)
@@ -471,7 +480,7 @@ class NetRx(wiring.Component):
                     m.d.sync += off.eq(0)
                 with m.Else():
                     m.d.sync += off.eq(Mux(off[7], off, off + 1))
-                with m.If(next_state == _State.Vlan):
+                with m.If(to_vlan):
                     m.d.sync += tagged.eq(1)
 
         # --- packet buffer (read side) ------------------------------------------------------
