@@ -16,12 +16,13 @@ Pipeline: input FIFO (``FIFO_DEPTH`` beats) -> parser -> output queue (``OUT_DEP
 current message and starts the next (its length, and its first bytes into the carry). When a
 message's final beat completes two output beats (a full one, and the tail that spills past
 it: ``L`` bytes take ``ceil(L / 8)`` beats however they are aligned), both go into the
-output queue as one entry, read out one beat a cycle. The parser stays on a beat for an extra
-cycle only for the header's decision (one a packet, on registered fields), for a message of
-up to 6 bytes held whole in one beat, a zero-length block, a message cut short inside a beat,
-and a heartbeat's trailer check.
+output queue as one entry, read out one beat a cycle. The parser stays on a beat for extra
+cycles only for the header's decision (two a packet: the header's fields are compared with the
+sequencer's state, registered, then acted on), for a message of up to 6 bytes held whole in
+one beat, a zero-length block, a message cut short inside a beat, and a heartbeat's trailer
+check.
 
-Throughput: the parser takes ``beats + 1`` cycles a packet and the output ``ceil(L / 8)`` a
+Throughput: the parser takes ``beats + 2`` cycles a packet and the output ``ceil(L / 8)`` a
 message. For the ITCH mix (19 to 50 bytes) in full-size packets the output needs about 4% more
 beats than the input (each message's 2 length bytes are gone, but its last beat is partly
 empty), so UDP payloads back to back with no gap at all cannot all be taken at once: input
@@ -62,13 +63,14 @@ class _State(enum.Enum, shape=4):
     Hdr0   = 0    # session bytes 0-7
     Hdr1   = 1    # session bytes 8-9, sequence bytes 0-5
     Hdr2   = 2    # sequence bytes 6-7, message count (lanes 0-3); blocks from lane 4
-    Decide = 3    # the header's decision, on registered fields (the beat is kept)
+    Decide = 3    # the header's decision, on registered comparisons (the beat is kept)
     Block  = 4    # a block's length starts at lane `p` (8: in the next beat)
     LenLo  = 5    # the length's low byte is lane 0 (its high byte ended the previous beat)
     Data   = 6    # a message's bytes from lane 0 (its earlier bytes in `carry`)
     Flush  = 7    # `carry` holds a message's final `tail` bytes: send them, then lane `p`
     Trail  = 8    # no block is left: any byte from lane `p` on is malformed
     Skip   = 9    # a dropped packet: ignore the rest
+    Compare = 10  # the header's fields compared with the sequencer's state (the beat is kept)
 
 
 class MoldSequencerWide(wiring.Component):
@@ -175,6 +177,7 @@ class MoldSequencerWide(wiring.Component):
         shift       = Signal(range(W))       # the current message's first lane: its rotation
         held        = Signal(range(W + 1))   # bytes in `carry` between beats: W - shift, or 0
         beats_left  = Signal(14)             # Data: beats after this one to its last byte
+        ends        = Signal()               # Data: beats_left == 0
         end_lane    = Signal(range(W))       # lane of its last byte in that beat
         tail        = Signal(range(W + 1))   # Flush: bytes in `carry`
         partial     = Signal()               # Flush: a message cut short by the packet's end
@@ -334,9 +337,16 @@ class MoldSequencerWide(wiring.Component):
         # A block's length L, its data from lane `first_lane`: the whole message, or its
         # first bytes into `carry`
         def take_length(length, first_lane):
-            avail = Signal(range(-W, W + 1), name="avail")
-            end = Signal(17, name="end")             # its last byte, from this beat's lane 0
-            m.d.comb += [avail.eq(n - first_lane), end.eq(first_lane + length - 1)]
+            room  = Signal(name="room")              # first_lane <= n
+            avail = Signal(range(W + 1), name="avail")   # n - first_lane, if `room`
+            fits  = Signal(name="fits")              # the message ends in this beat
+            end = Signal(17, name="end")             # its last byte, from the next beat's lane 0
+            m.d.comb += [
+                room.eq(first_lane <= n),
+                avail.eq(n - first_lane),
+                fits.eq(room & (length[4:] == 0) & (length[:4] <= avail)),
+                end.eq(first_lane + length - (W + 1)),
+            ]
             with m.If(length == 0):
                 with m.If(msg_done | deciding):      # one block a cycle: take it next cycle
                     m.d.sync += state.eq(_State.Block)
@@ -345,7 +355,7 @@ class MoldSequencerWide(wiring.Component):
                         bump("empty_messages")
                     m.d.comb += empty_done.eq(1)
                     m.d.sync += [state.eq(_State.Block), p.eq(first_lane)]
-            with m.Elif(length <= avail):            # whole in this beat (up to W - 2 bytes)
+            with m.Elif(fits):                       # whole in this beat (up to W - 2 bytes)
                 m.d.sync += [
                     emit.eq(next_emit),
                     out_first.eq(1),
@@ -357,7 +367,7 @@ class MoldSequencerWide(wiring.Component):
                 ]
             with m.Elif(last):                       # cut short by the packet's end
                 m.d.comb += bad_now.eq(1)
-                with m.If((avail > 0) & next_emit):
+                with m.If(room & (avail != 0) & next_emit):
                     m.d.sync += [
                         emit.eq(1),
                         out_first.eq(1),
@@ -377,7 +387,8 @@ class MoldSequencerWide(wiring.Component):
                     carry.eq(beat.data >> (first_lane * 8)),
                     shift.eq(first_lane[:len(shift)]),
                     held.eq(Mux(first_lane == W, 0, W - first_lane)),
-                    beats_left.eq(end[3:] - 1),
+                    beats_left.eq(end[3:]),
+                    ends.eq(end[3:] == 0),
                     end_lane.eq(end[:3]),
                     p.eq(end[:3] + 1),
                     state.eq(_State.Data),
@@ -403,6 +414,9 @@ class MoldSequencerWide(wiring.Component):
                 take_length(Cat(lo, hi), first_lane)
 
         # --- parser -------------------------------------------------------------------------
+        deliver = self._decide(m, go, sess_in, seq_in, count, end_in, state, have, cur,
+                               blocks_left, dup_left, eos_pending, eos_seq, gap_fire, gap_first,
+                               gap_count, first_emit, bump)
         with m.If(go):
             with m.Switch(state):
                 with m.Case(_State.Hdr0):
@@ -427,11 +441,8 @@ class MoldSequencerWide(wiring.Component):
                         m.d.comb += [pop.eq(1), bad_now.eq(1)]
                         m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
                     with m.Else():
-                        m.d.sync += state.eq(_State.Decide)
+                        m.d.sync += state.eq(_State.Compare)
                 with m.Case(_State.Decide):
-                    deliver = self._decide(m, sess_in, seq_in, count, end_in, state, have, cur,
-                                           blocks_left, dup_left, eos_pending, eos_seq,
-                                           gap_fire, gap_first, gap_count, first_emit, bump)
                     with m.If(deliver):
                         m.d.comb += deciding.eq(1)
                         start_block()
@@ -440,8 +451,6 @@ class MoldSequencerWide(wiring.Component):
                 with m.Case(_State.LenLo):
                     take_length(Cat(lane(0), blen_hi), Const(1, range(W + 3)))
                 with m.Case(_State.Data):
-                    ends = Signal()
-                    m.d.comb += ends.eq(beats_left == 0)
                     with m.If(last & (~ends | (n <= end_lane))):     # cut short
                         m.d.comb += [bad_now.eq(1), o_valid.eq(1), o_data.eq(joined),
                                      o_last.eq(1)]
@@ -455,7 +464,8 @@ class MoldSequencerWide(wiring.Component):
                     with m.Elif(~ends):
                         m.d.comb += [pop.eq(1), o_valid.eq(1), o_data.eq(joined),
                                      o_nbytes.eq(W)]
-                        m.d.sync += [carry.eq(rest), beats_left.eq(beats_left - 1)]
+                        m.d.sync += [carry.eq(rest), beats_left.eq(beats_left - 1),
+                                     ends.eq(beats_left == 1)]
                     with m.Else():       # the final beat, or a full beat and the final tail
                         m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_last.eq(1),
                                      msg_done.eq(1)]
@@ -495,62 +505,81 @@ class MoldSequencerWide(wiring.Component):
                 m.d.sync += bad.eq(1)
         return m
 
-    def _decide(self, m, sess_in, seq_in, count, end, state, have, cur, blocks_left, dup_left,
-                eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit, bump):
-        """The header's decisions, a cycle after its last byte, on registered fields; returns
-        whether the packet is delivered (its first block then starts in the same cycle)."""
-        known_session = Signal()
-        session_now = Signal(80)
-        m.d.comb += [
-            known_session.eq(have | self.session_check),
-            session_now.eq(Mux(self.session_check, self.session_config, self.session)),
-        ]
+    def _decide(self, m, go, sess_in, seq_in, count, end, state, have, cur, blocks_left,
+                dup_left, eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit,
+                bump):
+        """The header's decisions in two cycles: ``Compare`` registers every comparison of the
+        header's fields with the sequencer's state; ``Decide`` acts on them. Returns whether
+        the packet is delivered (its first block then starts in the ``Decide`` cycle)."""
         exp = Signal(64)
-        hi = Signal(64)
-        known = Signal(64)
+        hi  = Signal(64)        # = max(high, expected): expected <= high always
         m.d.comb += [
             exp.eq(Mux(self.started, self.expected, seq_in)),
             hi.eq(Mux(self.started, self.high, seq_in)),
-            known.eq(Mux(hi > exp, hi, exp)),
         ]
+        control = (count == 0) | (count == END_OF_SESSION_COUNT)
+        foreign_r   = Signal()
+        control_r   = Signal()
+        ahead_r     = Signal()
+        stale_r     = Signal()              # ends at or before the expected sequence
+        reveal_r    = Signal()              # raises the end of what is known to exist
+        gap_count_r = Signal(64)
+        dup_r       = Signal(16)
+        first_r     = Signal()
+        reveal_end  = Signal(64)
+        m.d.comb += reveal_end.eq(Mux(control, seq_in, end))
+        with m.If(go & (state == _State.Compare)):
+            session_now = Mux(self.session_check, self.session_config, self.session)
+            m.d.sync += [
+                foreign_r.eq((have | self.session_check) & (sess_in != session_now)),
+                control_r.eq(control),
+                ahead_r.eq(seq_in > exp),
+                stale_r.eq(end <= exp),
+                reveal_r.eq(reveal_end > hi),
+                gap_count_r.eq(reveal_end - hi),
+                dup_r.eq((exp - seq_in)[:16]),
+                first_r.eq(exp[:16] == seq_in[:16]),
+                state.eq(_State.Decide),
+            ]
 
-        def reveal(end):
-            with m.If(end > known):
-                m.d.comb += [gap_fire.eq(1), gap_first.eq(known), gap_count.eq(end - known)]
-                m.d.sync += self.high.eq(end)
+        def reveal():
+            with m.If(reveal_r):
+                m.d.comb += [gap_fire.eq(1), gap_first.eq(hi), gap_count.eq(gap_count_r)]
+                m.d.sync += self.high.eq(reveal_end)
 
         deliver = Signal()
-        with m.If(known_session & (sess_in != session_now)):
-            bump("foreign")
-            m.d.sync += state.eq(_State.Skip)
-        with m.Else():
-            m.d.sync += [
-                have.eq(1),
-                self.session.eq(Mux(self.session_check, self.session_config,
-                                    Mux(have, self.session, sess_in))),
-                self.started.eq(1),
-                self.expected.eq(exp),
-                self.high.eq(hi),
-            ]
-            with m.If((count == 0) | (count == END_OF_SESSION_COUNT)):
-                with m.If(count == 0):
-                    bump("heartbeats")
-                with m.Else():
-                    bump("end_of_session")
-                    with m.If(~self.ended):
-                        m.d.sync += [self.ended.eq(1), eos_pending.eq(1), eos_seq.eq(seq_in)]
-                reveal(seq_in)
-                m.d.sync += state.eq(_State.Trail)
+        with m.If(go & (state == _State.Decide)):
+            with m.If(foreign_r):
+                bump("foreign")
+                m.d.sync += state.eq(_State.Skip)
             with m.Else():
-                with m.If(seq_in > exp):
+                m.d.sync += [
+                    have.eq(1),
+                    self.session.eq(Mux(self.session_check, self.session_config,
+                                        Mux(have, self.session, sess_in))),
+                    self.started.eq(1),
+                    self.expected.eq(exp),
+                    self.high.eq(hi),
+                ]
+                with m.If(control_r):
+                    with m.If(count == 0):
+                        bump("heartbeats")
+                    with m.Else():
+                        bump("end_of_session")
+                        with m.If(~self.ended):
+                            m.d.sync += [self.ended.eq(1), eos_pending.eq(1),
+                                         eos_seq.eq(seq_in)]
+                    reveal()
+                    m.d.sync += state.eq(_State.Trail)
+                with m.Elif(ahead_r):
                     bump("ahead")
-                    reveal(end)
+                    reveal()
                     m.d.sync += state.eq(_State.Skip)
-                with m.Elif(end <= exp):
+                with m.Elif(stale_r):
                     bump("duplicates")
                     m.d.sync += state.eq(_State.Skip)
                 with m.Else():     # seq_in <= exp < end: fewer than 2**16 duplicates first
-                    m.d.comb += [deliver.eq(1), first_emit.eq(exp[:16] == seq_in[:16])]
-                    m.d.sync += [cur.eq(seq_in), blocks_left.eq(count),
-                                 dup_left.eq((exp - seq_in)[:16]), state.eq(_State.Block)]
+                    m.d.comb += [deliver.eq(1), first_emit.eq(first_r)]
+                    m.d.sync += [cur.eq(seq_in), blocks_left.eq(count), dup_left.eq(dup_r),
+                                 state.eq(_State.Block)]
         return deliver

@@ -13,7 +13,7 @@ Line rate, two ways, asserted:
   beyond the payload (``wire_idle_beats``: 8): input ``ready`` never drops;
 * back to back (no idle beat at all; the real data only), where the realistic mix needs more
   output beats (a message of L bytes takes ceil(L/8), its 2 length bytes are gone) than input
-  beats: the input takes no more cycles than the larger of its beats plus one per packet (the
+  beats: the input takes no more cycles than the larger of its beats plus two per packet (the
   header's decision) and its output beats, packet by packet, plus the pipeline's fill; and
   ready never drops for more than MAX_NOT_READY_RUN cycles in a row.
 
@@ -38,7 +38,7 @@ ICARUS_BX_MESSAGES = 600
 VERILATOR_MESSAGES = 20_000
 #: Back to back: the longest run of cycles with the input offered a beat and not ready.
 MAX_NOT_READY_RUN = 2
-#: Back to back: cycles beyond the sum over packets of max(input beats + 1, output beats).
+#: Back to back: cycles beyond the sum over packets of max(input beats + 2, output beats).
 SLACK_CYCLES = 8
 
 
@@ -83,7 +83,7 @@ def test_real_data_at_line_rate(simulator, shared_data, bx_sample, tmp_path):
     assert wire["not_ready_cycles"] == 0
     assert wire["max_level"] < FIFO_DEPTH
     assert wire["input_cycles"] == wire["beats"] + idle * (wire["packets"] - 1)
-    # back to back: per packet, the input (a beat a cycle, and a cycle for the header's
+    # back to back: per packet, the input (a beat a cycle, and two cycles for the header's
     # decision) or the output (a message beat a cycle) is the limit
     bound = back_to_back["packet_bound_cycles"]
     assert back_to_back["input_cycles"] <= bound + SLACK_CYCLES

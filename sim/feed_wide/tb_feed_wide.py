@@ -155,9 +155,9 @@ class FeedWideTB(TB):
             "packets": len(payloads), "beats": sum(map(len, packets)),
             "bytes": sum(map(len, payloads)), "messages": len(want["messages"]),
             "expected_message_beats": sum(-(-len(d) // WIDTH) for _, d, _ in want["messages"]),
-            # per packet, the larger of what the parser takes (a cycle a beat, one more for
+            # per packet, the larger of what the parser takes (a cycle a beat, two more for
             # the header's decision) and what the output takes (a cycle a message beat)
-            "packet_bound_cycles": sum(max(len(b) + 1, o) for b, o in zip(packets, out_beats,
+            "packet_bound_cycles": sum(max(len(b) + 2, o) for b, o in zip(packets, out_beats,
                                                                           strict=True)),
             "idle": idle, "not_ready_cycles": 0, "longest_not_ready": 0, "max_level": 0,
             "max_out_level": 0, "message_beats": 0, "first_cycle": 0, "last_cycle": 0,
