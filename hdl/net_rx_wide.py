@@ -633,7 +633,7 @@ class NetRxWide(wiring.Component):
         avail    = Signal()
         issue    = Signal()
         issued   = Signal()               # read data is on the port this cycle
-        rq       = Signal(len(w_rest))
+        rq       = Signal(len(w_rest), reset_less=True)   # nothing but the RAM before it
         rq_valid = Signal()
         outstanding = Signal(range(PREFETCH + 1))   # read and not yet out of o_stream
         m.d.sync += outstanding.eq(outstanding + issue - (out.valid & out.ready))
@@ -641,7 +641,7 @@ class NetRxWide(wiring.Component):
             avail.eq(rptr != commit),
             issue.eq(avail & (outstanding != PREFETCH)),
             rd.addr.eq(rptr[:abits]),
-            rd.en.eq(issue),
+            rd.en.eq(1),                  # (data not read is never used: no hold logic)
         ]
         with m.If(issue):
             m.d.sync += rptr.eq(rptr + 1)
