@@ -641,7 +641,7 @@ class NetRxWide(wiring.Component):
             avail.eq(rptr != commit),
             issue.eq(avail & (outstanding != PREFETCH)),
             rd.addr.eq(rptr[:abits]),
-            rd.en.eq(1),                  # (data not read is never used: no hold logic)
+            rd.en.eq(issue),
         ]
         with m.If(issue):
             m.d.sync += rptr.eq(rptr + 1)
