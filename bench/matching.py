@@ -8,8 +8,9 @@ MatchingTop` stamps the cycle each action is taken in and each event leaves), in
 itch_stream always ready), converted to time at the engine's ECP5-85F Fmax (:data:`FMAX_MHZ`).
 
 * latency: an action taken (its record's one beat on ``i_stream``) to its first event out, by
-  kind; the enter's ``accepted`` is that first event. There is no gateware risk gate in
-  ``hdl/`` yet: the figure is the engine's alone (the risk gate's cycles would add to it).
+  kind; the enter's ``accepted`` is that first event. These are the engine's alone: the gated
+  path (:class:`tickpath.hdl.matching.gated.GatedEngine`, the risk gate in front) is not on the
+  harness yet; its cocotb bench (``sim/risk_gate``) counts one cycle more per accept.
 * per fill: the extra cycles of an aggressor per resting order it fills (1 to 8 fills).
 * sustained: cycles between consecutive actions taken, back to back, for a block of
   non-crossing day orders and a block of orders that each fill one resting order.
@@ -207,7 +208,7 @@ def run() -> list[Row]:
 
     rows = []
     rests, crosses = first["enter, rests"], first["enter, crosses"]
-    no_gate = "the engine alone, no risk gate in front (GatedEngine adds 1, per its bench)"
+    no_gate = "the engine alone; through the risk gate (GatedEngine) 1 more, per its bench"
     rows.append(Row("gateware: record in -> accepted out, resting enter", max(rests), "cycles",
                     note=f"target <= 8; min {min(rests)}, {len(rests):,} enters; {no_gate}"))
     rows.append(Row("gateware: record in -> accepted out, crossing enter", min(crosses),
