@@ -363,7 +363,7 @@ class SimEngine(Engine):
         drain = 2 * capacity + 4 * levels + 256
         budget = 10_000 + 400 * len(orders) + 64 * capacity
         r = h.stream("i_stream", beats, "o_stream", stride=ORDER_SIZE,
-                     collect=64 * len(orders) + 16 * capacity + 4096, drain=drain,
+                     collect=64 * len(orders) + 24 * capacity + 4096, drain=drain,
                      max_cycles=budget)
         results = [r]
         while not r.timed_out and (h.get("busy") or r.taken > r.collected):
