@@ -16,6 +16,7 @@ BENCHES = {
     "capture": "bench.capture",
     "feed": "bench.feed",
     "orders": "bench.orders",
+    "matching": "bench.matching",
     "feed_path": "bench.feed_path",
     "feed_sim": "bench.feed_sim",
     "fmax": "bench.fmax",
