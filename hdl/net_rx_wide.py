@@ -231,7 +231,9 @@ class NetRxWide(wiring.Component):
         taken).
     filter_write : ``In(stream.Signature(FilterWrite))``
         Register write port of the filter table, always ready (an index beyond ``filters``
-        is ignored).
+        is ignored). A frame is matched against the table as it is 6 cycles after the frame's
+        last beat (NetRx: at the frame's UDP header), which only matters to a frame in flight
+        while its entry is rewritten.
     cycle : ``Out(TIMESTAMP_WIDTH)``
         Free-running cycle counter (0 after reset), the time base of ``ingress``.
     frames, accepted, bad_fcs, bad_ip_checksum, filtered, malformed, fragments, overflow :
