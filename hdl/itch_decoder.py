@@ -332,10 +332,15 @@ class ItchDecoder(wiring.Component):
         base     = Signal(8)
         rem_next = Signal(9)                   # negative (bit 8): longer than the type
         alive_next = Signal()
+        fits_next  = Signal()
         m.d.comb += [
             base.eq(Mux(first, type_len, remaining)),
             rem_next.eq(base - beat.nbytes),
-            alive_next.eq(Mux(first, type_len != 0, alive) & ~rem_next[8] & (rem_next != 0)),
+            alive_next.eq(Mux(first, type_len != 0, alive) & ~rem_next[8] & rem_next.any()),
+            # 1 <= rem_next <= width, as bit tests (no second carry chain after the subtract)
+            fits_next.eq(alive_next & (rem_next[width.bit_length():] == 0)
+                         & (~rem_next[width.bit_length() - 1]
+                            | (rem_next[:width.bit_length() - 1] == 0))),
         ]
         total = Signal(17)                     # bytes up to and including this beat
         m.d.comb += total.eq(length + beat.nbytes)
@@ -382,7 +387,7 @@ class ItchDecoder(wiring.Component):
                 m.d.sync += [
                     alive.eq(alive_next),
                     remaining.eq(rem_next),
-                    can_end.eq(alive_next & (rem_next <= width)),
+                    can_end.eq(fits_next),
                     end_bytes.eq(rem_next),
                 ]
                 with m.If(first):

@@ -49,7 +49,7 @@ from tickpath.protocol.netfeed import (
 __all__ = ["MoldSequencerWide", "FIFO_DEPTH", "OUT_DEPTH"]
 
 #: Input FIFO depth in beats (block RAM, then a 3-beat register stage before the parser). The
-#: real captures, the BX sample and the synthetic mix at the 10 GbE wire rate fill it to 108
+#: real captures, the BX sample and the synthetic mix at the 10 GbE wire rate fill it to 109
 #: at most (``sim/feed_wide``): a run of packets of short messages needs more output beats
 #: than the wire brings beats.
 FIFO_DEPTH = 256
@@ -57,6 +57,26 @@ _SKID_DEPTH = 3
 #: Output queue depth in entries (an entry is one output beat, or a full beat and its
 #: message's final tail).
 OUT_DEPTH = 16
+
+
+def _table(m, name, shape, inputs, fn):
+    """A combinational function of a few small signals, written out as a case table so that
+    synthesis makes it LUTs (not carry chains): ``fn`` takes the inputs' values."""
+    out = Signal(shape, name=name)
+    widths = [len(x) for x in inputs]
+    cases: dict[int, list[int]] = {}
+    for code in range(1 << sum(widths)):
+        args, rest = [], code
+        for w in widths:
+            args.append(rest & ((1 << w) - 1))
+            rest >>= w
+        cases.setdefault(int(fn(*args)), []).append(code)
+    with m.Switch(Cat(*inputs)):
+        for value, codes in cases.items():
+            if value:
+                with m.Case(*codes):
+                    m.d.comb += out.eq(value)
+    return out
 
 
 class _State(enum.Enum, shape=4):
@@ -186,6 +206,11 @@ class MoldSequencerWide(wiring.Component):
         out_first   = Signal()               # the next output beat is a message's first
         dup_left    = Signal(16)             # blocks before the expected one (duplicates)
         blocks_left = Signal(16)
+        dup_zero    = Signal()               # dup_left == 0
+        dup_one     = Signal()               # dup_left == 1
+        blocks_zero = Signal()               # blocks_left == 0
+        blocks_one  = Signal()               # blocks_left == 1
+        spill       = Signal()               # Data: the last beat completes two output beats
         cur         = Signal(64)             # sequence number of the current block
         sess_in     = Signal(80)
         seq_in      = Signal(64)
@@ -323,30 +348,42 @@ class MoldSequencerWide(wiring.Component):
             m.d.sync += [
                 cur.eq(cur + 1),
                 blocks_left.eq(blocks_left - 1),
-                dup_left.eq(Mux(dup_left == 0, 0, dup_left - 1)),
+                blocks_zero.eq(blocks_one),
+                blocks_one.eq(blocks_left == 2),
+                dup_left.eq(Mux(dup_zero, 0, dup_left - 1)),
+                dup_zero.eq(dup_zero | dup_one),
+                dup_one.eq(dup_left == 2),
             ]
         # as seen by the next block, if it starts in the same cycle
         deciding   = Signal()     # the header's decision delivers: the first block starts
         first_emit = Signal()     # ... and is the expected one
         m.d.comb += [
-            no_block.eq(~deciding & Mux(msg_done, blocks_left == 1, blocks_left == 0)),
-            next_emit.eq(Mux(deciding, first_emit,
-                             Mux(msg_done, dup_left <= 1, dup_left == 0))),
+            no_block.eq(~deciding & Mux(msg_done, blocks_one, blocks_zero)),
+            next_emit.eq(Mux(deciding, first_emit, dup_zero | (msg_done & dup_one))),
         ]
 
         # A block's length L, its data from lane `first_lane`: the whole message, or its
         # first bytes into `carry`
-        def take_length(length, first_lane):
-            room  = Signal(name="room")              # first_lane <= n
-            avail = Signal(range(W + 1), name="avail")   # n - first_lane, if `room`
-            fits  = Signal(name="fits")              # the message ends in this beat
+        # small functions of `p`, `n` and the lengths, as LUTs, outside every condition
+        p_ge_n    = _table(m, "p_ge_n", 1, [p, n], lambda a, b: a >= b)
+        p_at_end  = _table(m, "p_at_end", 1, [p, n], lambda a, b: a == b - 1)
+        room_p    = _table(m, "room_p", 1, [p, n], lambda a, b: a + 2 <= b)
+        avail_p   = _table(m, "avail_p", range(W + 1), [p, n], lambda a, b: max(0, b - a - 2))
+        avail_1   = _table(m, "avail_1", range(W + 1), [n], lambda b: max(0, b - 1))
+        n_le_end  = _table(m, "n_le_end", 1, [n, end_lane], lambda a, b: a <= b)
+        fits_held = _table(m, "fits_held", 1, [held, n], lambda a, b: a + b <= W)
+        length_p  = Cat(beat.data.word_select((p + 1)[:3], 8), beat.data.word_select(p[:3], 8))
+        length_1  = Cat(lane(0), blen_hi)
+        fits_p    = room_p & (length_p[4:] == 0) & _table(m, "fits_p", 1, [length_p[:4], avail_p],
+                                                          lambda a, b: a <= b)
+        fits_1    = (length_1[4:] == 0) & _table(m, "fits_1", 1, [length_1[:4], avail_1],
+                                                 lambda a, b: a <= b)
+
+        def take_length(length, first_lane, room, avail, fits):
+            # room: first_lane <= n; avail: n - first_lane, if `room`; fits: the message ends
+            # in this beat
             end = Signal(17, name="end")             # its last byte, from the next beat's lane 0
-            m.d.comb += [
-                room.eq(first_lane <= n),
-                avail.eq(n - first_lane),
-                fits.eq(room & (length[4:] == 0) & (length[:4] <= avail)),
-                end.eq(first_lane + length - (W + 1)),
-            ]
+            m.d.comb += end.eq(first_lane + length - (W + 1))
             with m.If(length == 0):
                 with m.If(msg_done | deciding):      # one block a cycle: take it next cycle
                     m.d.sync += state.eq(_State.Block)
@@ -387,6 +424,7 @@ class MoldSequencerWide(wiring.Component):
                     carry.eq(beat.data >> (first_lane * 8)),
                     shift.eq(first_lane[:len(shift)]),
                     held.eq(Mux(first_lane == W, 0, W - first_lane)),
+                    spill.eq((first_lane[:3] != 0) & (end[:3] >= first_lane[:3])),
                     beats_left.eq(end[3:]),
                     ends.eq(end[3:] == 0),
                     end_lane.eq(end[:3]),
@@ -399,24 +437,23 @@ class MoldSequencerWide(wiring.Component):
             with m.If(no_block):
                 m.d.comb += [bad_now.eq((p < n) | ~last), pop.eq(1)]
                 m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
-            with m.Elif(p >= n):
+            with m.Elif(p_ge_n):
                 m.d.comb += [bad_now.eq(last), pop.eq(1)]
                 m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.Block)), p.eq(0)]
-            with m.Elif(p == n - 1):
+            with m.Elif(p_at_end):
                 m.d.comb += [bad_now.eq(last), pop.eq(1)]
                 m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.LenLo)),
                              blen_hi.eq(beat.data.word_select(p[:3], 8))]
             with m.Else():
-                hi = beat.data.word_select(p[:3], 8)
-                lo = beat.data.word_select((p + 1)[:3], 8)
                 first_lane = Signal(range(W + 3), name="first_lane")
                 m.d.comb += first_lane.eq(p + 2)
-                take_length(Cat(lo, hi), first_lane)
+                take_length(length_p, first_lane, room_p, avail_p, fits_p)
 
         # --- parser -------------------------------------------------------------------------
         deliver = self._decide(m, go, sess_in, seq_in, count, end_in, state, have, cur,
                                blocks_left, dup_left, eos_pending, eos_seq, gap_fire, gap_first,
-                               gap_count, first_emit, bump)
+                               gap_count, first_emit, bump, blocks_zero, blocks_one, dup_zero,
+                               dup_one)
         with m.If(go):
             with m.Switch(state):
                 with m.Case(_State.Hdr0):
@@ -449,12 +486,12 @@ class MoldSequencerWide(wiring.Component):
                 with m.Case(_State.Block):
                     start_block()
                 with m.Case(_State.LenLo):
-                    take_length(Cat(lane(0), blen_hi), Const(1, range(W + 3)))
+                    take_length(length_1, Const(1, range(W + 3)), Const(1), avail_1, fits_1)
                 with m.Case(_State.Data):
-                    with m.If(last & (~ends | (n <= end_lane))):     # cut short
+                    with m.If(last & (~ends | n_le_end)):            # cut short
                         m.d.comb += [bad_now.eq(1), o_valid.eq(1), o_data.eq(joined),
                                      o_last.eq(1)]
-                        with m.If(held + n <= W):
+                        with m.If(fits_held):
                             m.d.comb += [pop.eq(1), o_nbytes.eq(held + n)]
                             m.d.sync += state.eq(_State.Hdr0)
                         with m.Else():
@@ -469,7 +506,7 @@ class MoldSequencerWide(wiring.Component):
                     with m.Else():       # the final beat, or a full beat and the final tail
                         m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_last.eq(1),
                                      msg_done.eq(1)]
-                        with m.If((shift == 0) | (end_lane < shift)):
+                        with m.If(~spill):
                             m.d.comb += o_nbytes.eq(held + end_lane + 1)
                         with m.Else():
                             m.d.comb += [o_nbytes.eq(W), o_two.eq(1), o_data1.eq(rest),
@@ -507,7 +544,7 @@ class MoldSequencerWide(wiring.Component):
 
     def _decide(self, m, go, sess_in, seq_in, count, end, state, have, cur, blocks_left,
                 dup_left, eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit,
-                bump):
+                bump, blocks_zero, blocks_one, dup_zero, dup_one):
         """The header's decisions in two cycles: ``Compare`` registers every comparison of the
         header's fields with the sequencer's state; ``Decide`` acts on them. Returns whether
         the packet is delivered (its first block then starts in the ``Decide`` cycle)."""
@@ -526,6 +563,8 @@ class MoldSequencerWide(wiring.Component):
         gap_count_r = Signal(64)
         dup_r       = Signal(16)
         first_r     = Signal()
+        dup_one_r   = Signal()
+        count_one_r = Signal()
         reveal_end  = Signal(64)
         m.d.comb += reveal_end.eq(Mux(control, seq_in, end))
         with m.If(go & (state == _State.Compare)):
@@ -539,6 +578,8 @@ class MoldSequencerWide(wiring.Component):
                 gap_count_r.eq(reveal_end - hi),
                 dup_r.eq((exp - seq_in)[:16]),
                 first_r.eq(exp[:16] == seq_in[:16]),
+                dup_one_r.eq((exp - seq_in)[:16] == 1),
+                count_one_r.eq(count == 1),
                 state.eq(_State.Decide),
             ]
 
@@ -581,5 +622,7 @@ class MoldSequencerWide(wiring.Component):
                 with m.Else():     # seq_in <= exp < end: fewer than 2**16 duplicates first
                     m.d.comb += [deliver.eq(1), first_emit.eq(first_r)]
                     m.d.sync += [cur.eq(seq_in), blocks_left.eq(count), dup_left.eq(dup_r),
+                                 blocks_zero.eq(0), blocks_one.eq(count_one_r),
+                                 dup_zero.eq(first_r), dup_one.eq(dup_one_r),
                                  state.eq(_State.Block)]
         return deliver
