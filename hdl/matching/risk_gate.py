@@ -166,9 +166,9 @@ rejects_t : ``Out(32)``
         tokens = Array(Signal(32, name=f"tokens_{f}") for f in range(F))
 
         m.submodules.table = table = Memory(shape=token_row_layout(), depth=1 << TB, init=[])
-        wr_a, wr_b = table.write_port(), table.write_port()
-        rd_t = table.read_port(transparent_for=(wr_a, wr_b))      # the tracker's
-        rd_c = table.read_port(transparent_for=(wr_a, wr_b))      # the check's (replace)
+        wr_a = table.write_port()                 # one write port: block RAM (a copy per read)
+        rd_t = table.read_port(transparent_for=(wr_a,))           # the tracker's
+        rd_c = table.read_port(transparent_for=(wr_a,))           # the check's (replace)
 
         # --- tracker: stage 1 reads the token's row, stage 2 updates --------------------------
         cur_firm = Signal(16)                       # firm of the action the engine works on
@@ -179,7 +179,16 @@ rejects_t : ``Out(32)``
         row = rd_t.data
         e_firm = Signal(16)
         delta = Signal(signed(SHARES_WIDTH + 2))
-        count = Signal()
+        count = Signal()                            # stage 2 writes the table
+        # a replace's old token is closed (open 0) in the first cycle stage 2 does not write;
+        # one action has at most one replaced event, and no check runs before it is written
+        kq_valid = Signal()
+        kq_token = Signal(TB)
+        kq_row = Signal(token_row_layout())
+        with m.If(kq_valid & ~count):
+            m.d.comb += [wr_a.addr.eq(kq_token), wr_a.en.eq(1), wr_a.data.eq(kq_row),
+                         wr_a.data.open.eq(0)]
+            m.d.sync += kq_valid.eq(0)
         with m.If(t2_valid):
             with m.Switch(t2.kind):
                 with m.Case(EventKind.Accepted):
@@ -194,10 +203,10 @@ rejects_t : ``Out(32)``
                 with m.Case(EventKind.Replaced):
                     m.d.comb += [wr_a.addr.eq(t2.contra_id[:TB]), wr_a.en.eq(1),
                                  wr_a.data.eq(row), wr_a.data.open.eq(t2.shares),
-                                 wr_b.addr.eq(t2.order_id[:TB]), wr_b.en.eq(1),
-                                 wr_b.data.eq(row), wr_b.data.open.eq(0),
                                  e_firm.eq(row.firm), delta.eq(t2.shares - row.open),
                                  count.eq(1)]
+                    m.d.sync += [kq_valid.eq(1), kq_token.eq(t2.order_id[:TB]),
+                                 kq_row.eq(row)]
             t_index = e_firm[:FW] * S + t2.symbol[:SW]
             t_known = (e_firm < F) & (t2.symbol < S)
             with m.If(count & t_known):
@@ -268,9 +277,9 @@ rejects_t : ``Out(32)``
             m.d.sync += rej_valid.eq(0)
 
         # a kill write or a dead-man trip being turned into a pending mass cancel goes first
-        free = (self.settled & ~t2_valid & ~self.track_valid & ~out_valid & ~rej_valid
-                & (kill == kill_prev) & ~trip)
-        m.d.comb += self.busy.eq(out_valid | rej_valid | t2_valid | self.track_valid
+        free = (self.settled & ~t2_valid & ~kq_valid & ~self.track_valid & ~out_valid
+                & ~rej_valid & (kill == kill_prev) & ~trip)
+        m.d.comb += self.busy.eq(out_valid | rej_valid | t2_valid | kq_valid | self.track_valid
                                  | (pending != 0) | trip | (kill != kill_prev))
 
         # --- the checks (combinational from the record and the state) ----------------------
