@@ -228,20 +228,21 @@ class NetRx(wiring.Component):
         c_hi_0ff  = Signal()
         c_hi_1ff  = Signal()
         c_1feff   = Signal()
+        # One adder (the end-around carry rides in bit 0 of the byte's operand); the low byte of
+        # csum_even does not depend on the byte, so the wanted values come from `csum` alone.
+        c_lo      = Signal(8)             # csum_even[:8]
         m.d.comb += [
             csum_d.eq(csum),
-            csum_even.eq(csum[:16] + csum[16] + Cat(Const(0, 8), byte)),
-        ]
-        m.d.comb += [
+            csum_even.eq(csum[:16] + Cat(csum[16], Const(0, 7), byte)),
+            c_lo.eq(csum[:8] + csum[16]),
             c_hi_0ff.eq(csum_even[8:] == 0x0FF),
-            c_hi_1ff.eq((csum_even[8:] == 0x1FF) & (csum_even[:8] != 0xFF)),
-            c_1feff.eq(csum_even == 0x1FEFF),
+            c_hi_1ff.eq((csum_even[8:] == 0x1FF) & (c_lo != 0xFF)),
+            c_1feff.eq((csum_even[8:] == 0x1FE) & (c_lo == 0xFF)),
         ]
         m.d.sync += [
             csum.eq(csum_d),
             c_any.eq(c_hi_0ff | c_hi_1ff | c_1feff),
-            c_want.eq(Mux(c_hi_0ff, ~csum_even[:8],
-                          Mux(c_hi_1ff, 0xFE - csum_even[:8], 0xFF))),
+            c_want.eq(Mux(c_hi_0ff, ~c_lo, Mux(c_hi_1ff, 0xFE - c_lo, 0xFF))),
         ]
         csum_good = c_any & (byte == c_want)
         # Plain assignments, outside any Switch: Icarus does not evaluate a combinational block
