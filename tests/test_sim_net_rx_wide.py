@@ -67,6 +67,6 @@ def test_icarus(width, shared_data, bx_sample, tmp_path):
 
 @pytest.mark.skipif(not _simulator_available("verilator"), reason="verilator is not installed")
 def test_verilator(shared_data, bx_sample, tmp_path):
-    """Volume: all of the BX sample and 3,000-message faulty streams, 64 bits a cycle."""
-    stats = _run("verilator", 8, shared_data, bx_sample, tmp_path, None, 3000)
+    """Volume: all of the BX sample and 2,000-message faulty streams, 64 bits a cycle."""
+    stats = _run("verilator", 8, shared_data, bx_sample, tmp_path, None, 2000)
     assert stats["payload_bytes"] > 300_000
