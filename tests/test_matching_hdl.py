@@ -18,7 +18,8 @@ B, S = Side.Buy, Side.Sell
 DAY, IOC, FOK = TimeInForce.Day, TimeInForce.Ioc, TimeInForce.Fok
 LMT, MKT = OrderType.Limit, OrderType.Market
 P = 1_000_000           # $100.00
-SMALL = {"symbols": 2, "capacity": 16, "levels": 4, "token_bits": 8}   # quick to elaborate
+SMALL = {"symbols": 2, "capacity": 16, "levels": 4, "token_bits": 8,   # quick to elaborate
+         "itch_width": 1}                # the ITCH checks here read one byte a beat
 
 
 def enter(token, side, shares, price, *, firm=1, symbol=0, tif=DAY, kind=LMT, min_qty=0):
