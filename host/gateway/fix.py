@@ -86,7 +86,18 @@ _REJECT = {RejectReason.InvalidPrice: ("0", "invalid price"),
            RejectReason.Other: ("0", "invalid field value"),
            RejectReason.UnknownToken: ("5", "unknown order"),
            RejectReason.DuplicateToken: ("6", "duplicate order"),
-           RejectReason.Full: ("3", "order store full")}
+           RejectReason.Full: ("3", "order store full"),
+           # the hardware risk gate's (0 = broker option: a risk limit)
+           RejectReason.Killed: ("0", "kill switch"),
+           RejectReason.DeadMan: ("0", "dead-man switch"),
+           RejectReason.Halted: ("0", "symbol halted"),
+           RejectReason.MaxShares: ("3", "quantity above the limit"),
+           RejectReason.NoReference: ("0", "no reference price"),
+           RejectReason.MaxNotional: ("0", "notional above the limit"),
+           RejectReason.Collar: ("0", "price outside the collar"),
+           RejectReason.Position: ("0", "position limit"),
+           RejectReason.Rate: ("0", "order rate limit")}
+assert set(_REJECT) == set(RejectReason), "every engine reject reason needs a FIX mapping"
 
 
 def price_to_ticks(text: str) -> int | None:
