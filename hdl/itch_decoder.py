@@ -276,8 +276,6 @@ class ItchDecoder(wiring.Component):
         kind      = Signal(EventKind)          # the current message's kind, if its type is known
         alive     = Signal()                   # known type, not yet longer than it
         remaining = Signal(8)                  # its length less the bytes before this beat
-        can_end   = Signal()                   # alive, and 1 <= remaining <= width
-        end_bytes = Signal(range(width + 1))   # remaining, when `can_end`
         length    = Signal(16)                 # bytes before this beat (saturating)
         enable    = {key: Signal(name=f"enable_{key[0][0]}_"
                                       f"{'side' if key[0][1] is None else key[0][1]}_{key[1]}",
@@ -328,20 +326,6 @@ class ItchDecoder(wiring.Component):
             group_next.eq(Mux(first, type_group, group)),
             next_position.eq(Mux(first, 0b10, position << 1)),
         ]
-        # the length check a beat ahead: only a 4-bit compare with `nbytes` at the last beat
-        base     = Signal(8)
-        rem_next = Signal(9)                   # negative (bit 8): longer than the type
-        alive_next = Signal()
-        fits_next  = Signal()
-        m.d.comb += [
-            base.eq(Mux(first, type_len, remaining)),
-            rem_next.eq(base - beat.nbytes),
-            alive_next.eq(Mux(first, type_len != 0, alive) & ~rem_next[8] & rem_next.any()),
-            # 1 <= rem_next <= width, as bit tests (no second carry chain after the subtract)
-            fits_next.eq(alive_next & (rem_next[width.bit_length():] == 0)
-                         & (~rem_next[width.bit_length() - 1]
-                            | (rem_next[:width.bit_length() - 1] == 0))),
-        ]
         total = Signal(17)                     # bytes up to and including this beat
         m.d.comb += total.eq(length + beat.nbytes)
         saturated = Mux(total[16], LENGTH_MAX, total[:16])
@@ -352,13 +336,12 @@ class ItchDecoder(wiring.Component):
                 position.eq(0),
                 length.eq(0),
                 alive.eq(0),
-                can_end.eq(0),
                 work.eq(0),
                 out.valid.eq(1),
                 self.messages.eq(self.messages + 1),
             ]
             m.d.sync += [en.eq(any(k == 0 for k, _ in plan[key])) for key, en in enable.items()]
-            with m.If(~first & can_end & (end_bytes == beat.nbytes)):
+            with m.If(~first & alive & (remaining == beat.nbytes)):
                 m.d.sync += [
                     out.p.eq(captured),
                     out.p.kind.eq(kind),
@@ -384,14 +367,18 @@ class ItchDecoder(wiring.Component):
                     terms = [next_position[k] & (1 if g is None else group_next[g])
                              for k, g in plan[key] if k < beats]
                     m.d.sync += en.eq(Cat(*terms).any())
-                m.d.sync += [
-                    alive.eq(alive_next),
-                    remaining.eq(rem_next),
-                    can_end.eq(fits_next),
-                    end_bytes.eq(rem_next),
-                ]
                 with m.If(first):
-                    m.d.sync += [group.eq(type_group), kind.eq(type_kind)]
+                    m.d.sync += [
+                        group.eq(type_group),
+                        kind.eq(type_kind),
+                        alive.eq(type_len != 0),     # every known type is longer than a beat
+                        remaining.eq(type_len - beat.nbytes),
+                    ]
+                with m.Else():
+                    m.d.sync += [
+                        alive.eq(alive & (remaining > beat.nbytes)),
+                        remaining.eq(remaining - beat.nbytes),
+                    ]
             with m.If(out.ready):
                 m.d.sync += out.valid.eq(0)
         return m
