@@ -58,7 +58,9 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
           {E85: {"capacity": 8192, "slots": 256}, E25: {"capacity": 2048, "slots": 64},
            UP5K: {"capacity": 512, "slots": 8, "levels": 8, "host_depth": 256,
                   "buffer_depth": 1024}}),
-    Entry("matching_engine", "tickpath.hdl.matching:MatchingEngine", {}),
+    # 64 symbols, 4k resting orders beside the feed path (price levels in block RAM)
+    Entry("matching_engine", "tickpath.hdl.matching:MatchingEngine",
+          {E85: {"symbols": 64, "capacity": 4096, "levels": 8, "token_bits": 13}}),
     # the feed path's network front (NetRx -> MoldSequencer -> ItchDecoder), joined in sim/ for now
     Entry("feed_chain",      "tickpath.sim.feed_chain.top:FeedChain", {}),
 ]}

@@ -11,12 +11,20 @@ Structure
   end is recognised by comparing with the level's (or the age list's) head and tail, so no
   link ever needs a null value and resting an order is one cycle of writes.
 * **Free list**: a stack of free slot numbers in a memory (``fstack``), ``free`` entries.
-* **Token table**: direct-mapped, ``2**token_bits`` rows of (slot, valid). The host assigns
+* **Token table**: direct-mapped, ``2**token_bits`` rows of (slot, symbol, valid). The host assigns
   internal tokens below ``2**token_bits`` (a token may be reused once its order is finished,
   as in the model); an enter or a replace's new token at or above the bound is rejected ``O``.
 * **Price levels**: per symbol and side ``levels`` unsorted entries (valid, price, head,
-  tail) in registers; an order keeps its entry while it rests. The best contra level is a
-  combinational minimum over the entries of one book side.
+  tail); an order keeps its entry while it rests. They live in block RAM, one row per symbol
+  in each of two memories (buy, sell), a row holding the side's ``levels`` entries. An action
+  works on a **working copy** of its symbol's two rows in registers: the rows are read as the
+  action is taken (an enter: its symbol; a cancel or replace: the symbol in the token table
+  row, read as the token is checked) and seen straight off the read ports in the cycle after,
+  so no action waits for them; the copy is written back (both rows) in ``DONE`` when it
+  changed. The best contra level is a combinational minimum over the working copy's entries
+  of one side. A mass cancel moving to an order of another symbol writes the copy back and
+  reads that symbol's rows (2 cycles). End of day marks every row empty (a bit per symbol,
+  ``row_live``, which a row read is masked with), so the memories need no clearing.
 
 Deviations from the model (none reachable while the host honours the bounds)
 * a day order (enter, or a replace that loses priority) whose price would need a new level
@@ -24,7 +32,8 @@ Deviations from the model (none reachable while the host honours the bounds)
 * a token at or above ``2**token_bits`` is rejected ``O`` (enter, replace's new token);
 * a ``tif`` value of 3 (not in :class:`TimeInForce`) on an enter is rejected ``O``;
 * memories are not cleared by reset: end of day empties the order store, the token table
-  and the levels, so a reset after it starts a clean day (a reset mid-day does not).
+  and the levels (reset also empties the levels: ``row_live`` is reset), so a reset after it
+  starts a clean day (a reset mid-day does not).
 
 ITCH output (``itch=True``, the default): the FSM writes one ITCH record (:mod:`.itch_out`) in
 the same cycle as the event it goes with, into a queue of ``itch_depth`` records;
@@ -46,11 +55,14 @@ reject 3; resting enter 7; cancel 4; priority-keeping replace 6. Crossing: accep
 then each fill or self-match cancel 3 cycles; FOK/min-qty pre-scan 1 per contra level entry
 plus 1 per order scanned; end of day 5 + 1 per resting order in all; mass cancel (an end-of-day
 record with ``min_qty`` ``MASS_CANCEL_FIRM``/``MASS_CANCEL_ALL``) 3 + 1 per resting order kept +
-2 per order canceled, no event at all if nothing is canceled. One action at a time.
+2 per order canceled + 2 each time the order canceled is of another symbol than the last one
+(the first: than the record's ``symbol``), no event at all if nothing is canceled. One action
+at a time.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
+from amaranth.lib.data import ArrayLayout
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -127,9 +139,9 @@ class MatchingEngine(wiring.Component):
     actions, events, rejects, fills : ``Out(32)``
         Counters (wrap).
     peek_addr : ``In(16)``
-        Test and debug read-back while idle: a slot number (``peek_slot``, ``peek_open``,
-        ``peek_qnext``, valid the cycle after) and a level index ``(symbol*2+side)*levels+i``
-        (``peek_level``, combinational).
+        Test and debug read-back while idle (``i_stream`` not valid): a slot number
+        (``peek_slot``, ``peek_open``, ``peek_qnext``) and a level index
+        ``(symbol*2+side)*levels+i`` (``peek_level``), all valid the cycle after.
     """
 
     def __init__(self, *, symbols=4, capacity=64, levels=8, token_bits=10, itch=True,
@@ -191,7 +203,6 @@ class MatchingEngine(wiring.Component):
         m = Module()
         S, N, L = self._symbols, self._capacity, self._levels
         SW, LW, YW = self.slot_width, self.level_width, self.symbol_width
-        G = 2 * S                                   # book sides
 
         # --- order store memories ---------------------------------------------------------
         m.submodules.slots = slots = Memory(shape=self.slot_shape, depth=N, init=[])
@@ -202,7 +213,8 @@ class MatchingEngine(wiring.Component):
         m.submodules.aprev = aprev = Memory(shape=SW, depth=N, init=[])
         m.submodules.fstack = fstack = Memory(shape=SW, depth=N, init=list(range(N)))
         m.submodules.tokens = tokens = Memory(
-            shape=token_entry_layout(slot_width=SW), depth=1 << self._token_bits, init=[])
+            shape=token_entry_layout(slot_width=SW, symbol_width=YW), depth=1 << self._token_bits,
+            init=[])
 
         rd_slot, wr_slot = slots.read_port(), slots.write_port()
         rd_open, wr_open = opens.read_port(), opens.write_port()
@@ -219,27 +231,79 @@ class MatchingEngine(wiring.Component):
             m.d.comb += port.addr.eq(ra)
         m.d.comb += rd_tk.addr.eq(ta)
 
-        # --- price level registers: index Cat(entry, side, symbol) -------------------------
-        lv_valid = Array(Signal(name=f"lv_valid_{i}") for i in range(G * L))
-        lv_price = Array(Signal(32, name=f"lv_price_{i}") for i in range(G * L))
-        lv_head = Array(Signal(SW, name=f"lv_head_{i}") for i in range(G * L))
-        lv_tail = Array(Signal(SW, name=f"lv_tail_{i}") for i in range(G * L))
+        # --- price levels: one block RAM row per symbol and side (its L entries), and a
+        # working copy of one symbol's two rows in registers (entry index Cat(entry, side)) ---
+        EW = ceil_log2(L)                           # entry index bits (0 when L == 1)
+        row_shape = ArrayLayout(self.level_shape, L)
+        m.submodules.levels_buy = lv_buy = Memory(shape=row_shape, depth=S, init=[])
+        m.submodules.levels_sell = lv_sell = Memory(shape=row_shape, depth=S, init=[])
+        rd_lv = [lv_buy.read_port(), lv_sell.read_port()]
+        wr_lv = [lv_buy.write_port(), lv_sell.write_port()]
+        la = Signal(YW)                             # level row read address (a symbol)
+        ld = Signal()                               # the rows of `wk_sym` are on the read ports
+        wk_sym = Signal(YW)                         # the symbol the working copy holds
+        dirty = Signal()                            # the working copy differs from its rows
+        wb = Signal()                               # write the working copy back (comb)
+        row_live = Signal(S)                        # a row was written since end of day
+        rd_live = Signal()                          # ... the row on the read ports was
+        for port in rd_lv:
+            m.d.comb += port.addr.eq(la)
+        m.d.sync += [rd_live.eq(row_live.bit_select(la, 1)), ld.eq(0)]
+        wk_valid = [Signal(name=f"wk_valid_{k}") for k in range(2 * L)]
+        wk_price = [Signal(32, name=f"wk_price_{k}") for k in range(2 * L)]
+        wk_head = [Signal(SW, name=f"wk_head_{k}") for k in range(2 * L)]
+        wk_tail = [Signal(SW, name=f"wk_tail_{k}") for k in range(2 * L)]
+        # the working view: the rows just read (`ld`), else the working registers
+        vw_valid = [Signal(name=f"lv_valid_{k}") for k in range(2 * L)]
+        vw_price = [Signal(32, name=f"lv_price_{k}") for k in range(2 * L)]
+        vw_head = [Signal(SW, name=f"lv_head_{k}") for k in range(2 * L)]
+        vw_tail = [Signal(SW, name=f"lv_tail_{k}") for k in range(2 * L)]
+        for k in range(2 * L):
+            row = rd_lv[k // L].data[k % L]
+            m.d.comb += [vw_valid[k].eq(Mux(ld, row.valid & rd_live, wk_valid[k])),
+                         vw_price[k].eq(Mux(ld, row.price, wk_price[k])),
+                         vw_head[k].eq(Mux(ld, row.head, wk_head[k])),
+                         vw_tail[k].eq(Mux(ld, row.tail, wk_tail[k]))]
+            m.d.comb += [wr_lv[k // L].data[k % L].valid.eq(wk_valid[k]),
+                         wr_lv[k // L].data[k % L].price.eq(wk_price[k]),
+                         wr_lv[k // L].data[k % L].head.eq(wk_head[k]),
+                         wr_lv[k // L].data[k % L].tail.eq(wk_tail[k])]
+        lv_head, lv_tail = Array(vw_head), Array(vw_tail)      # indexed Cat(entry, side)
+        for port in wr_lv:
+            m.d.comb += [port.addr.eq(wk_sym), port.en.eq(wb)]
+        with m.If(wb):
+            m.d.sync += [dirty.eq(0), row_live.eq(row_live | (Const(1, S) << wk_sym))]
+
+        def load(symbol):
+            """Read ``symbol``'s two rows: the working view has them next cycle (the working
+            copy must have been written back)."""
+            m.d.comb += la.eq(symbol)
+            m.d.sync += [ld.eq(1), wk_sym.eq(symbol)]
+
         # one level write per cycle, decoded once (keeps each register's logic small)
-        lw_index = Signal(range(G * L))
+        lw_index = Signal(range(2 * L))
         lw_valid_en, lw_valid = Signal(), Signal()
         lw_price_en, lw_head_en, lw_tail_en = Signal(), Signal(), Signal()
         lw_price, lw_head, lw_tail = Signal(32), Signal(SW), Signal(SW)
         lw_clear = Signal()                         # end of day: every entry invalid
-        for k in range(G * L):
+        for k in range(2 * L):
             hit = lw_index == k
-            with m.If(lw_clear | (lw_valid_en & hit)):
-                m.d.sync += lv_valid[k].eq(lw_valid & ~lw_clear)
+            m.d.sync += [wk_valid[k].eq(vw_valid[k]), wk_price[k].eq(vw_price[k]),
+                         wk_head[k].eq(vw_head[k]), wk_tail[k].eq(vw_tail[k])]
+            with m.If(lw_valid_en & hit):
+                m.d.sync += wk_valid[k].eq(lw_valid)
             with m.If(lw_price_en & hit):
-                m.d.sync += lv_price[k].eq(lw_price)
+                m.d.sync += wk_price[k].eq(lw_price)
             with m.If(lw_head_en & hit):
-                m.d.sync += lv_head[k].eq(lw_head)
+                m.d.sync += wk_head[k].eq(lw_head)
             with m.If(lw_tail_en & hit):
-                m.d.sync += lv_tail[k].eq(lw_tail)
+                m.d.sync += wk_tail[k].eq(lw_tail)
+            with m.If(lw_clear):
+                m.d.sync += wk_valid[k].eq(0)
+        with m.If(lw_valid_en | lw_price_en | lw_head_en | lw_tail_en):
+            m.d.sync += dirty.eq(1)
+        with m.If(lw_clear):
+            m.d.sync += [dirty.eq(0), row_live.eq(0)]
 
         # --- action registers -------------------------------------------------------------
         a = Signal(OrderRecord)                     # the action as received
@@ -351,17 +415,14 @@ class MatchingEngine(wiring.Component):
         # --- combinational searches over the levels of the book being worked -------------
         def side_entries(side, name):
             out = []
-            group = Signal(range(G), name=f"{name}_group")
-            m.d.comb += group.eq(Cat(side, cur_sym))
             for i in range(L):
-                index = [g * L + i for g in range(G)]
                 entry = (Signal(name=f"{name}_valid_{i}"), Signal(32, name=f"{name}_price_{i}"),
                          Signal(SW, name=f"{name}_head_{i}"), Signal(SW, name=f"{name}_tail_{i}"))
                 m.d.comb += [
-                    entry[0].eq(Array(lv_valid[k] for k in index)[group]),
-                    entry[1].eq(Array(lv_price[k] for k in index)[group]),
-                    entry[2].eq(Array(lv_head[k] for k in index)[group]),
-                    entry[3].eq(Array(lv_tail[k] for k in index)[group]),
+                    entry[0].eq(Mux(side, vw_valid[L + i], vw_valid[i])),
+                    entry[1].eq(Mux(side, vw_price[L + i], vw_price[i])),
+                    entry[2].eq(Mux(side, vw_head[L + i], vw_head[i])),
+                    entry[3].eq(Mux(side, vw_tail[L + i], vw_tail[i])),
                 ]
                 out.append(entry)
             return out
@@ -391,11 +452,15 @@ class MatchingEngine(wiring.Component):
         own_hit_entry = Signal(LW)
         own_free = Signal()
         own_free_entry = Signal(LW)
+        # plain expressions, not an `If` process: Icarus never evaluates an `always @*` whose
+        # inputs keep their time-0 values (a side with no level yet), which left these X
+        hit, hit_entry, free, free_entry = Const(0), Const(0, LW), Const(0), Const(0, LW)
         for i, (valid, price, _, _) in reversed(list(enumerate(own))):
-            with m.If(valid & (price == limit)):
-                m.d.comb += [own_hit.eq(1), own_hit_entry.eq(i)]
-            with m.If(~valid):
-                m.d.comb += [own_free.eq(1), own_free_entry.eq(i)]
+            here = valid & (price == limit)
+            hit, hit_entry = hit | here, Mux(here, i, hit_entry)
+            free, free_entry = free | ~valid, Mux(~valid, i, free_entry)
+        m.d.comb += [own_hit.eq(hit), own_hit_entry.eq(hit_entry),
+                     own_free.eq(free), own_free_entry.eq(free_entry)]
 
         ps_index = ps_l[:LW] if L > 1 else 0
         ps_valid, ps_price = Signal(), Signal(32)
@@ -419,7 +484,7 @@ class MatchingEngine(wiring.Component):
 
         def unlink(slot, rec, qn, qp, an, ap):
             """Remove a resting order: level queue, age list, token table, free stack."""
-            index = Cat(rec.level[:LW] if L > 1 else Const(0, 0), rec.side, rec.symbol[:YW])
+            index = Cat(rec.level[:LW] if L > 1 else Const(0, 0), rec.side)
             is_head = lv_head[index] == slot
             is_tail = lv_tail[index] == slot
             m.d.comb += lw_index.eq(index)
@@ -460,19 +525,24 @@ class MatchingEngine(wiring.Component):
         m.d.comb += ra.eq(self.peek_addr[:SW])
         m.d.comb += [self.peek_slot.eq(rd_slot.data), self.peek_open.eq(rd_open.data),
                      self.peek_qnext.eq(rd_qn.data)]
-        peek_index = self.peek_addr[:ceil_log2(G * L)] if G * L > 1 else 0
-        m.d.comb += [self.peek_level.valid.eq(lv_valid[peek_index]),
-                     self.peek_level.price.eq(lv_price[peek_index]),
-                     self.peek_level.head.eq(lv_head[peek_index]),
-                     self.peek_level.tail.eq(lv_tail[peek_index])]
+        peek_entry = Signal(range(2 * L))           # Cat(entry, side) of the row read
+        m.d.sync += peek_entry.eq(self.peek_addr[:EW + 1])
+        rows = [rd_lv[k // L].data[k % L] for k in range(2 * L)]
+        m.d.comb += [self.peek_level.valid.eq(Array(e.valid for e in rows)[peek_entry] & rd_live),
+                     self.peek_level.price.eq(Array(e.price for e in rows)[peek_entry]),
+                     self.peek_level.head.eq(Array(e.head for e in rows)[peek_entry]),
+                     self.peek_level.tail.eq(Array(e.tail for e in rows)[peek_entry])]
 
         # --- the action FSM -----------------------------------------------------------------
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                m.d.comb += ta.eq(self.i_stream.payload.order_id)
+                m.d.comb += [ta.eq(self.i_stream.payload.order_id),
+                             la.eq(Mux(self.i_stream.valid, self.i_stream.payload.symbol[:YW],
+                                       self.peek_addr[EW + 1:EW + 1 + YW]))]
                 with m.If(self.i_stream.valid & ~so_pending):
                     p = self.i_stream.payload
                     m.d.sync += [clock.eq(clock + 1), u_pending.eq(0)]
+                    m.d.sync += [ld.eq(1), wk_sym.eq(p.symbol[:YW])]    # the symbol's rows
                     m.d.sync += [
                         a.eq(p), cur_sym.eq(p.symbol[:YW]), cur_side.eq(p.side),
                         agg_tok.eq(p.order_id), agg_firm.eq(p.firm), left.eq(p.shares),
@@ -526,6 +596,7 @@ class MatchingEngine(wiring.Component):
                             reject(RejectReason.UnknownToken)
                             m.next = "DONE"
                         with m.Else():
+                            load(rd_tok.symbol)
                             m.d.sync += r_slot.eq(rd_tok.slot)
                             m.next = "CANCEL"
                     with m.Elif(a.action == Action.Replace):
@@ -533,6 +604,7 @@ class MatchingEngine(wiring.Component):
                             reject(RejectReason.UnknownToken)
                             m.next = "DONE"
                         with m.Else():
+                            load(rd_tok.symbol)
                             m.d.comb += ta.eq(a.new_order_id)
                             m.d.sync += r_slot.eq(rd_tok.slot)
                             m.next = "REPLACE_CHECK"
@@ -636,7 +708,7 @@ class MatchingEngine(wiring.Component):
             with m.State("REST"):
                 slot = rd_fs.data
                 entry = Mux(own_hit, own_hit_entry, own_free_entry)
-                index = Cat(entry[:LW] if L > 1 else Const(0, 0), cur_side, cur_sym)
+                index = Cat(entry[:LW] if L > 1 else Const(0, 0), cur_side)
                 m.d.comb += [
                     wr_slot.addr.eq(slot), wr_slot.en.eq(1),
                     wr_slot.data.token.eq(agg_tok), wr_slot.data.firm.eq(agg_firm),
@@ -645,7 +717,7 @@ class MatchingEngine(wiring.Component):
                     wr_slot.data.level.eq(entry),
                     wr_open.addr.eq(slot), wr_open.data.eq(left), wr_open.en.eq(1),
                     wr_tk.addr.eq(agg_tok), wr_tk.data.slot.eq(slot), wr_tk.data.valid.eq(1),
-                    wr_tk.en.eq(1),
+                    wr_tk.data.symbol.eq(cur_sym), wr_tk.en.eq(1),
                 ]
                 with m.If(u_pending):
                     itch_msg("U", symbol=cur_sym, ref=u_ref, ref2=next_ref, shares=left,
@@ -720,7 +792,7 @@ class MatchingEngine(wiring.Component):
 
             with m.State("REPLACE"):
                 keep = (a.price == r.price) & (a.shares <= r_open)
-                r_index = Cat(r.level[:LW] if L > 1 else Const(0, 0), r.side, r.symbol[:YW])
+                r_index = Cat(r.level[:LW] if L > 1 else Const(0, 0), r.side)
                 alone = lv_head[r_index] == lv_tail[r_index]
                 with m.If(can_emit):
                     with m.If(~keep & ~own_hit & ~own_free & ~alone):
@@ -750,7 +822,7 @@ class MatchingEngine(wiring.Component):
             with m.State("REPLACE_KEEP"):
                 m.d.comb += [
                     wr_tk.addr.eq(a.new_order_id), wr_tk.data.slot.eq(r_slot),
-                    wr_tk.data.valid.eq(1), wr_tk.en.eq(1),
+                    wr_tk.data.valid.eq(1), wr_tk.data.symbol.eq(r.symbol), wr_tk.en.eq(1),
                     wr_slot.addr.eq(r_slot), wr_slot.data.eq(r),
                     wr_slot.data.token.eq(a.new_order_id), wr_slot.en.eq(1),
                     wr_open.addr.eq(r_slot), wr_open.data.eq(a.shares), wr_open.en.eq(1),
@@ -804,7 +876,11 @@ class MatchingEngine(wiring.Component):
                 data = rd_slot.data
                 m.d.comb += ra.eq(e_cur)
                 with m.If((a.min_qty == MASS_CANCEL_ALL) | (data.firm == a.firm)):
-                    with m.If(can_emit):
+                    with m.If(wk_sym != data.symbol[:YW]):      # another symbol's rows
+                        m.d.comb += wb.eq(dirty)
+                        load(data.symbol[:YW])
+                        m.next = "MC_READ"
+                    with m.Elif(can_emit):
                         event(EventKind.Canceled, side=data.side, order_id=data.token,
                               symbol=data.symbol, shares=rd_open.data, price=data.price,
                               reason=CancelReason.Supervisory)
@@ -821,11 +897,12 @@ class MatchingEngine(wiring.Component):
                     m.d.comb += ra.eq(rd_an.data)
                     m.d.sync += e_cur.eq(rd_an.data)
 
-            with m.State("MC_READ"):                 # the unlink's memory writes settle
+            with m.State("MC_READ"):     # the unlink's memory writes settle, or rows load
                 m.d.comb += ra.eq(e_cur)
                 m.next = "MC_WALK"
 
             with m.State("DONE"):
+                m.d.comb += wb.eq(dirty)                # the working copy back to its rows
                 with m.If(o_free):
                     m.d.comb += finish.eq(hold_valid)      # a mass cancel may have no event
                     m.next = "IDLE"

@@ -37,9 +37,11 @@ def level_layout(*, slot_width: int) -> data.StructLayout:
     })
 
 
-def token_entry_layout(*, slot_width: int) -> data.StructLayout:
-    """Direct-mapped token table row: which slot holds a live token."""
+def token_entry_layout(*, slot_width: int, symbol_width: int = 1) -> data.StructLayout:
+    """Direct-mapped token table row: which slot holds a live token, and its symbol (whose
+    price level rows a cancel or replace reads while the slot is read)."""
     return data.StructLayout({
-        "slot":  unsigned(slot_width),
-        "valid": unsigned(1),
+        "slot":   unsigned(slot_width),
+        "valid":  unsigned(1),
+        "symbol": unsigned(max(symbol_width, 1)),
     })

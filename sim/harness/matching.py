@@ -494,7 +494,7 @@ class SimEngine(Engine):
                 entries = []
                 for i in range(levels):
                     h.set("peek_addr", (symbol * 2 + side) * levels + i)
-                    h.eval()
+                    h.step()                # the level rows are block RAM: valid a cycle after
                     lv = h.get("peek_level")
                     if not field(level_layout, lv, "valid"):
                         continue
