@@ -10,6 +10,8 @@ outcome rewinds the write pointer. Downstream therefore never sees a byte of a b
 cost in latency of one payload's length (see :class:`NetRx`).
 """
 
+from typing import NamedTuple
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.memory import Memory
@@ -365,40 +367,10 @@ class NetRx(wiring.Component):
         # writes its entry a cycle late too (`meta_w_en` is registered): the entry is first read
         # 2 cycles after the commit, and the next commit that asks for room is a whole frame
         # later, so neither can tell.
-        depth = self._meta_depth
-        m.submodules.meta = meta_mem = Memory(
-            shape=FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH, depth=depth, init=[])
-        meta_w     = meta_mem.write_port()
-        meta_head  = meta_mem.read_port(domain="comb")
-        meta_after = meta_mem.read_port(domain="comb")
-        produce  = Signal(range(depth))
-        consume  = Signal(range(depth))
-        consume1 = Signal(range(depth), init=1)   # consume + 1, wrapped
-        level    = Signal(range(depth + 1))
-        popping  = Signal()
-        meta_w_en   = Signal()            # a cycle after the commit
-        meta_w_rdy  = Signal()
-        meta_w_data = Signal(FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH)
-
-        def wrap_incr(v):
-            return Mux(v == depth - 1, 0, v + 1)
-
-        m.d.comb += [
-            meta_w_rdy.eq((level != depth) | popping),
-            meta_w.addr.eq(produce),
-            meta_w.data.eq(meta_w_data),
-            meta_w.en.eq(meta_w_en),
-            meta_head.addr.eq(consume),
-            meta_after.addr.eq(consume1),
-        ]
-        with m.If(meta_w_en):
-            m.d.sync += produce.eq(wrap_incr(produce))
-        with m.If(popping):
-            m.d.sync += [consume.eq(consume1), consume1.eq(wrap_incr(consume1))]
-        with m.If(meta_w_en & ~popping):
-            m.d.sync += level.eq(level + 1)
-        with m.If(popping & ~meta_w_en):
-            m.d.sync += level.eq(level - 1)
+        q = metadata_queue(m, depth=self._meta_depth,
+                           width=FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH)
+        meta_head, meta_after, popping = q.head, q.after, q.popping
+        meta_w_en, meta_w_rdy, meta_w_data = q.w_en, q.w_rdy, q.w_data
         wptr   = Signal(abits + 1)
         commit = Signal(abits + 1)
         rptr   = Signal(abits + 1)
@@ -518,3 +490,53 @@ class NetRx(wiring.Component):
         # A payload's entry is popped the cycle after its last byte entered the output register.
         m.d.comb += popping.eq(moved & out.p.last)
         return m
+
+
+class MetadataQueue(NamedTuple):
+    head: object        # comb read port: the entry at the head
+    after: object       # comb read port: the entry after it
+    level: Signal       # entries held
+    popping: Signal     # drive high for one cycle to pop the head
+    w_en: Signal        # drive high to append w_data
+    w_rdy: Signal
+    w_data: Signal
+
+
+def metadata_queue(m: Module, *, depth: int, width: int) -> MetadataQueue:
+    """The receivers' per-payload metadata queue (see NetRx.elaborate): a ring in LUT RAM whose
+    head and the entry after it are both readable, so a pop can be taken a cycle late; room
+    counts a pending pop as done."""
+    m.submodules.meta = meta_mem = Memory(shape=width, depth=depth, init=[])
+    meta_w     = meta_mem.write_port()
+    meta_head  = meta_mem.read_port(domain="comb")
+    meta_after = meta_mem.read_port(domain="comb")
+    produce  = Signal(range(depth))
+    consume  = Signal(range(depth))
+    consume1 = Signal(range(depth), init=1)   # consume + 1, wrapped
+    level    = Signal(range(depth + 1))
+    popping  = Signal()
+    meta_w_en   = Signal()
+    meta_w_rdy  = Signal()
+    meta_w_data = Signal(width)
+
+    def wrap_incr(v):
+        return Mux(v == depth - 1, 0, v + 1)
+
+    m.d.comb += [
+        meta_w_rdy.eq((level != depth) | popping),
+        meta_w.addr.eq(produce),
+        meta_w.data.eq(meta_w_data),
+        meta_w.en.eq(meta_w_en),
+        meta_head.addr.eq(consume),
+        meta_after.addr.eq(consume1),
+    ]
+    with m.If(meta_w_en):
+        m.d.sync += produce.eq(wrap_incr(produce))
+    with m.If(popping):
+        m.d.sync += [consume.eq(consume1), consume1.eq(wrap_incr(consume1))]
+    with m.If(meta_w_en & ~popping):
+        m.d.sync += level.eq(level + 1)
+    with m.If(popping & ~meta_w_en):
+        m.d.sync += level.eq(level - 1)
+    return MetadataQueue(meta_head, meta_after, level, popping, meta_w_en, meta_w_rdy,
+                         meta_w_data)

@@ -39,6 +39,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from tickpath.hdl.net_rx import metadata_queue
 from tickpath.protocol.netfeed import (
     FILTER_INDEX_WIDTH,
     MAX_FILTERS,
@@ -532,40 +533,10 @@ class NetRxWide(wiring.Component):
         w_rest  = pw[2][1:]
         # Metadata queue, one entry per committed payload (as NetRx: a pop is taken a cycle
         # after the payload's last beat, and meanwhile the entry after the head is shown).
-        depth = self._meta_depth
-        meta_width = FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH
-        m.submodules.meta = meta_mem = Memory(shape=meta_width, depth=depth, init=[])
-        meta_w     = meta_mem.write_port()
-        meta_head  = meta_mem.read_port(domain="comb")
-        meta_after = meta_mem.read_port(domain="comb")
-        produce  = Signal(range(depth))
-        consume  = Signal(range(depth))
-        consume1 = Signal(range(depth), init=1)
-        level    = Signal(range(depth + 1))
-        popping  = Signal()
-        meta_w_en   = Signal()
-        meta_w_rdy  = Signal()
-        meta_w_data = Signal(meta_width)
-
-        def wrap_incr(v):
-            return Mux(v == depth - 1, 0, v + 1)
-
-        m.d.comb += [
-            meta_w_rdy.eq((level != depth) | popping),
-            meta_w.addr.eq(produce),
-            meta_w.data.eq(meta_w_data),
-            meta_w.en.eq(meta_w_en),
-            meta_head.addr.eq(consume),
-            meta_after.addr.eq(consume1),
-        ]
-        with m.If(meta_w_en):
-            m.d.sync += produce.eq(wrap_incr(produce))
-        with m.If(popping):
-            m.d.sync += [consume.eq(consume1), consume1.eq(wrap_incr(consume1))]
-        with m.If(meta_w_en & ~popping):
-            m.d.sync += level.eq(level + 1)
-        with m.If(popping & ~meta_w_en):
-            m.d.sync += level.eq(level - 1)
+        q = metadata_queue(m, depth=self._meta_depth,
+                           width=FILTER_INDEX_WIDTH + 16 + TIMESTAMP_WIDTH)
+        meta_head, meta_after, popping = q.head, q.after, q.popping
+        meta_w_en, meta_w_rdy, meta_w_data = q.w_en, q.w_rdy, q.w_data
 
         # The write pointer steps through a register holding its successor, and a frame's
         # verdict (final) is applied the cycle after its end: commit, or rewind to the last
