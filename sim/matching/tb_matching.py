@@ -62,6 +62,23 @@ def _event_dict(event) -> dict[str, Any]:
     return event._asdict()
 
 
+def order_streams(tb, dut, scoreboard, *, seed, valid_probability, ready_probability,
+                  monitor_tag="monitor"):
+    """The driver of ``i_stream`` (OrderRecord) and the monitor of ``o_stream`` (EventRecord)
+    that checks every event against ``scoreboard``, seeded as the matching benches seed them."""
+    driver = StreamDriver(dut, "i_stream", OrderRecord, tb.clk,
+                          rng=random.Random(f"drive-{seed}"),
+                          valid_probability=valid_probability)
+
+    def check(item):
+        item.pop("_pad", None)
+        scoreboard.check(item)
+    monitor = StreamMonitor(dut, "o_stream", EventRecord, tb.clk,
+                            rng=random.Random(f"{monitor_tag}-{seed}"),
+                            ready_probability=ready_probability, callback=check)
+    return driver, monitor
+
+
 class MatchingTB(TB):
     def __init__(self, dut, *, symbols: int, capacity: int, levels: int, seed: int = 0,
                  valid_probability: float = 1.0, ready_probability: float = 1.0):
@@ -69,18 +86,10 @@ class MatchingTB(TB):
         self.symbols, self.capacity, self.levels = symbols, capacity, levels
         self.model = new_model(symbols, capacity)
         self.scoreboard = Scoreboard("matching_engine")
-        self.driver = StreamDriver(dut, "i_stream", OrderRecord, self.clk,
-                                   rng=random.Random(f"drive-{seed}"),
-                                   valid_probability=valid_probability)
-        unpack = make_unpacker(EventRecord)
-
-        def check(item):
-            item.pop("_pad", None)
-            self.scoreboard.check(item)
-        self._unpack = unpack
-        self.monitor = StreamMonitor(dut, "o_stream", EventRecord, self.clk,
-                                     rng=random.Random(f"monitor-{seed}"),
-                                     ready_probability=ready_probability, callback=check)
+        self.driver, self.monitor = order_streams(
+            self, dut, self.scoreboard, seed=seed, valid_probability=valid_probability,
+            ready_probability=ready_probability)
+        self._unpack = make_unpacker(EventRecord)
         slot_width = max((capacity - 1).bit_length(), 1)
         self._slot = make_unpacker(slot_layout(
             slot_width=slot_width, symbol_width=max((symbols - 1).bit_length(), 1),

@@ -27,11 +27,11 @@ from tickpath.model.book import BookBuilder
 from tickpath.protocol import itch, moldudp64
 from tickpath.protocol.feed import join_wide_beats
 from tickpath.protocol.netfeed import session_int
-from tickpath.protocol.records import EventRecord, OrderRecord
 from tickpath.sim.common.scoreboard import Scoreboard
-from tickpath.sim.common.stream import StreamDriver, StreamMonitor
+from tickpath.sim.common.stream import StreamMonitor
 from tickpath.sim.common.tb import TB
 from tickpath.sim.matching.stimulus import new_model
+from tickpath.sim.matching.tb_matching import order_streams
 
 __all__ = ["MarketDataTB", "mold_width_of"]
 
@@ -51,16 +51,9 @@ class MarketDataTB(TB):
         dut.session.value = session_int(session)
         self.model = new_model(symbols, capacity)
         self.scoreboard = Scoreboard("market_data")
-        self.driver = StreamDriver(dut, "i_stream", OrderRecord, self.clk,
-                                   rng=random.Random(f"drive-{seed}"),
-                                   valid_probability=valid_probability)
-
-        def check(item):
-            item.pop("_pad", None)
-            self.scoreboard.check(item)
-        self.monitor = StreamMonitor(dut, "o_stream", EventRecord, self.clk,
-                                     rng=random.Random(f"events-{seed}"),
-                                     ready_probability=ready_probability, callback=check)
+        self.driver, self.monitor = order_streams(
+            self, dut, self.scoreboard, seed=seed, valid_probability=valid_probability,
+            ready_probability=ready_probability, monitor_tag="events")
         self.width = mold_width_of(dut)
         self.delivered = 0          # messages in whole packets out so far
         self.eos_seen = False

@@ -22,12 +22,12 @@ from tickpath.hdl.matching.risk_gate import counter_name
 from tickpath.model.risk_gate import GATE_REASONS, GatedMatchingModel, GateLimits, gate_regmap
 from tickpath.protocol import itch
 from tickpath.protocol.feed import join_wide_beats
-from tickpath.protocol.records import EventRecord, Order, OrderRecord
+from tickpath.protocol.records import Order
 from tickpath.sim.common.scoreboard import Scoreboard
-from tickpath.sim.common.stream import StreamDriver, StreamMonitor
+from tickpath.sim.common.stream import StreamMonitor
 from tickpath.sim.common.tb import TB
 from tickpath.sim.matching.stimulus import new_model
-from tickpath.sim.matching.tb_matching import itch_width_of
+from tickpath.sim.matching.tb_matching import itch_width_of, order_streams
 
 __all__ = ["GatedTB"]
 
@@ -45,16 +45,9 @@ class GatedTB(TB):
                                         token_bits=token_bits)
         self.limits.rates = rates
         self.scoreboard = Scoreboard("gated_engine")
-        self.driver = StreamDriver(dut, "i_stream", OrderRecord, self.clk,
-                                   rng=random.Random(f"drive-{seed}"),
-                                   valid_probability=valid_probability)
-
-        def check(item):
-            item.pop("_pad", None)
-            self.scoreboard.check(item)
-        self.monitor = StreamMonitor(dut, "o_stream", EventRecord, self.clk,
-                                     rng=random.Random(f"monitor-{seed}"),
-                                     ready_probability=ready_probability, callback=check)
+        self.driver, self.monitor = order_streams(
+            self, dut, self.scoreboard, seed=seed, valid_probability=valid_probability,
+            ready_probability=ready_probability)
         self.itch_width = itch_width_of(dut)
         self.itch_monitor = StreamMonitor(dut, "itch_stream", itch_beat_layout(self.itch_width),
                                           self.clk, rng=random.Random(f"itch-{seed}"),
