@@ -184,11 +184,12 @@ def test_idle_flush():
     packets = check_packets(beats, messages, width=8, mtu=1400,
                             max_messages=moldudp64.MAX_MESSAGES)
     assert [p.count for p in packets] == [1] * len(messages)
-    # a lone message's packet starts to leave flush_cycles + 5 cycles after its last beat
-    # went in, one more when its block spills into an extra beat
+    # a lone message's packet starts to leave flush_cycles + 6 cycles after its last beat
+    # went in (read, then the output register), one more when its block spills into an extra
+    # beat
     delays = [b["cycle"] - t for b, t in zip([b for b in beats if b["first"]], sent_at,
                                               strict=True)]
-    assert delays == [5 + 5 + (len(m) % 8 in (0, 7)) for m in messages], delays
+    assert delays == [5 + 6 + (len(m) % 8 in (0, 7)) for m in messages], delays
     beats = run_framer(messages, flush_cycles=5, gaps=[3] * len(messages))
     packets = check_packets(beats, messages, width=8, mtu=1400,
                             max_messages=moldudp64.MAX_MESSAGES)

@@ -61,6 +61,12 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
     # 64 symbols, 4k resting orders beside the feed path (price levels in block RAM)
     Entry("matching_engine", "tickpath.hdl.matching:MatchingEngine",
           {E85: {"symbols": 64, "capacity": 4096, "levels": 8, "token_bits": 13}}),
+    # the order path's pre-trade risk gate at the engine's 85F size, 8 firms with limits
+    Entry("risk_gate",       "tickpath.hdl.matching.risk_gate:RiskGate",
+          {E85: {"firms": 8, "symbols": 64, "token_bits": 13}}, devices=(E85,)),
+    # the engine's market data: ITCH (8 bytes a beat) framed into MoldUDP64 packets
+    Entry("mold_framer",     "tickpath.hdl.matching.mold_out:MoldFramer", {"*": {"width": 8}},
+          devices=(E85,)),
     # the feed path's network front (NetRx -> MoldSequencer -> ItchDecoder), joined in sim/ for now
     Entry("feed_chain",      "tickpath.sim.feed_chain.top:FeedChain", {}),
 ]}

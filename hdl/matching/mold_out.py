@@ -338,50 +338,67 @@ class MoldFramer(wiring.Component):
                 m.d.sync += eos_req.eq(1)
 
         # --- send ---------------------------------------------------------------------------
+        # Two stages: the buffer's read data (``s_*``: the word read last cycle, held while the
+        # output is held, ``rd.en`` low), then the output register, where the header is put in
+        # front: between the block RAM and a flip-flop there is one 2:1 mux.
         out = self.o_stream
-        cur = Signal(desc_shape)                     # the packet being sent
+        cur = Signal(desc_shape)                     # the packet being read
         active = Signal()                            # words of it still to read
         word = Signal(AW + 1)                        # next word to read
+        s_valid = Signal()                           # rd.data holds word s_word of s_desc
+        s_word = Signal(AW + 1)
+        s_desc = Signal(desc_shape)
+        o_desc = Signal(desc_shape)                  # the packet on the output
         o_word = Signal(AW + 1)                      # word on the output
         o_egress = Signal(TIMESTAMP_WIDTH)           # the cycle it was first offered
         last_word = (cur.length - 1) >> LW
-        advance = ~out.valid | out.ready
-        m.d.comb += [rd.addr.eq(Cat(word[:AW], cur.buffer)), rd.en.eq(advance)]
-        with m.If(advance):
+        o_advance = ~out.valid | out.ready
+        s_advance = ~s_valid | o_advance
+        m.d.comb += [rd.addr.eq(Cat(word[:AW], cur.buffer)), rd.en.eq(s_advance)]
+        with m.If(s_advance):
             with m.If(active):
-                m.d.sync += [out.valid.eq(1), o_word.eq(word), word.eq(word + 1),
-                             o_egress.eq(cycle + 1)]
+                m.d.sync += [s_valid.eq(1), s_word.eq(word), s_desc.eq(cur), word.eq(word + 1)]
                 with m.If(word == last_word):
                     m.d.sync += active.eq(0)
                     with m.If(cur.owns):
                         m.d.comb += release.eq(Mux(cur.buffer, 0b10, 0b01))
             with m.Else():
-                m.d.sync += out.valid.eq(0)
+                m.d.sync += s_valid.eq(0)
                 with m.If(descs.r_rdy):
                     m.d.comb += descs.r_en.eq(1)
                     m.d.sync += [cur.eq(descs.r_data), active.eq(1), word.eq(0)]
 
+        # which lanes of the word being read carry header bytes, and those bytes, registered
+        # beside the read: a lane is then one 2:1 mux after the block RAM
         header = Signal(8 * HEADER_LENGTH)
         m.d.comb += header.eq(Cat(cur.count, cur.sequence, self.session))
         assert header.shape().width == 8 * HEADER_LENGTH
-        o_lanes = []
+        s_lanes = []
         for i in range(W):
-            lane = rd.data[8 * i:8 * i + 8]
+            sel, value = Const(0), Const(0, 8)
             for w in range(-(-HEADER_LENGTH // W)):
                 j = w * W + i                      # wire byte
                 if j < HEADER_LENGTH:
                     hi = 8 * (HEADER_LENGTH - j)
-                    lane = Mux(o_word == w, header[hi - 8:hi], lane)
-            o_lanes.append(lane)
-        final = o_word == last_word
+                    sel, value = sel | (word == w), Mux(word == w, header[hi - 8:hi], value)
+            s_sel, s_value = Signal(name=f"s_hdr_sel_{i}"), Signal(8, name=f"s_hdr_{i}")
+            with m.If(s_advance):
+                m.d.sync += [s_sel.eq(sel), s_value.eq(value)]
+            s_lanes.append(Mux(s_sel, s_value, rd.data[8 * i:8 * i + 8]))
+        o_data = Signal(8 * W)
+        with m.If(o_advance):
+            m.d.sync += [out.valid.eq(s_valid), o_data.eq(Cat(*s_lanes)), o_word.eq(s_word),
+                         o_desc.eq(s_desc), o_egress.eq(cycle + 1)]
+        o_last_word = (o_desc.length - 1) >> LW
+        final = o_word == o_last_word
         m.d.comb += [
-            out.payload.data.eq(Cat(*o_lanes)),
+            out.payload.data.eq(o_data),
             out.payload.first.eq(o_word == 0),
             out.payload.last.eq(final),
-            out.payload.nbytes.eq(Mux(final, cur.length - (last_word << LW), W)),
-            out.payload.sequence.eq(cur.sequence),
-            out.payload.count.eq(cur.count),
-            out.payload.ingress.eq(cur.ingress),
+            out.payload.nbytes.eq(Mux(final, o_desc.length - (o_last_word << LW), W)),
+            out.payload.sequence.eq(o_desc.sequence),
+            out.payload.count.eq(o_desc.count),
+            out.payload.ingress.eq(o_desc.ingress),
             out.payload.egress.eq(o_egress),
         ]
         return m
