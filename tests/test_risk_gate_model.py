@@ -89,29 +89,49 @@ def test_no_config_is_every_check_off():
     # off is the registers' reset value: a gate nobody configured checks nothing
     for name, value in limits.register_values().items():
         assert value == regs[name].reset, name
+    for row in limits.pair_rows().values():            # and the limit memory's initial rows
+        for name, value in row.items():
+            assert value == regs[name].reset, name
 
 
 def test_register_values_fit_the_map():
     limits = GateLimits.from_config(load_config(EXAMPLE), FIRMS, SYMBOLS, n_firms=4)
     regs = gate_regmap(4, 4)
-    values = limits.register_values()
-    for name, value in values.items():
+    for name, value in limits.register_writes():
         assert 0 <= value < 1 << regs[name].width, name
-    assert values["max_shares_1_0"] == 5_000 and values["max_notional_0_0"] == U64
-    assert values["collar_bp_0_0"] == U32 and values["rate_period_0"] == 0
+    rows = limits.pair_rows()
+    assert rows[(1, 0)]["limit_max_shares"] == 5_000
+    assert rows[(0, 0)]["limit_max_notional"] == U64
+    assert rows[(0, 0)]["limit_collar_bp"] == U32
+    assert limits.register_values()["rate_period_0"] == 0
     names = {r.name for r in regs}
     assert {f"rejects_{chr(r)}" for r in GATE_REASONS} <= names
+    # the map no longer grows with firms x symbols: the pairs are a memory behind a window
+    assert len(gate_regmap(8, 64)) == len(gate_regmap(8, 4)) + 2 * 60
 
 
 def test_host_loader_writes_the_gate_registers():
+    """The loader's writes, replayed into a window memory as the gateware keeps it, give every
+    pair's row; the scalar registers read back."""
     limits = GateLimits.from_config(load_config(EXAMPLE), FIRMS, SYMBOLS, n_firms=4)
     regs = gate_regmap(4, 4)
     words: dict[int, int] = {}
-    client = RegisterClient(regs, lambda a: words.get(a, 0), words.__setitem__)
+    rows: dict[tuple[int, int], dict[str, int]] = {}
+
+    def write(address: int, word: int) -> None:
+        words[address] = word
+        if address == regs["limit_write"].address:
+            pair = (client.read("limit_firm"), client.read("limit_symbol"))
+            rows[pair] = {name: client.read(name) for name in (
+                "limit_max_shares", "limit_max_notional", "limit_collar_bp",
+                "limit_max_position")}
+
+    client = RegisterClient(regs, lambda a: words.get(a, 0), write)
     limits.load(client)
     back = {r.name: client.read(r.name) for r in regs if r.access == "rw"}
     assert {k: back[k] for k in limits.register_values()} == limits.register_values()
-    assert back["max_notional_1_0"] == 50_000_000_000       # two words
+    assert rows == limits.pair_rows()
+    assert rows[(1, 0)]["limit_max_notional"] == 50_000_000_000       # two words
 
 
 # --- each check on its own ----------------------------------------------------------------

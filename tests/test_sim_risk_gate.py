@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from tickpath.hdl.matching import GatedEngine
+from tickpath.hdl.matching.risk_gate import CHECK_CYCLES
 from tickpath.sim.common.runner import run_bench, toolchain_environment
 from tickpath.sim.risk_gate import PARAMETERS, TEST_MODULE
 
@@ -57,13 +58,15 @@ def _check(stats, seeds):
     lat = stats["latency"]["from_offer"]
     assert stats["latency"]["from_handshake"]["replaced"][0] == 7
     # the engine alone: resting accept 7, crossing accept 4, reject 3 (test_sim_matching);
-    # the gate adds 1
-    assert lat["rest"][0] == lat["rest"][1] == 8
-    assert lat["cross"][0] == lat["cross"][1] == 5
-    assert lat["gate_reject"][0] == lat["gate_reject"][1] == 1
-    assert lat["engine_reject"][0] == lat["engine_reject"][1] == 4
-    # a replace waits a cycle for its token row: the engine's 6 + 2
-    assert lat["replaced"][0] == lat["replaced"][1] == 8
+    # the gate adds its check pipeline (CHECK_CYCLES: token row, pair row, products,
+    # compares) and the verdict register
+    gate = CHECK_CYCLES + 1
+    assert lat["rest"][0] == lat["rest"][1] == 7 + gate
+    assert lat["cross"][0] == lat["cross"][1] == 4 + gate
+    assert lat["gate_reject"][0] == lat["gate_reject"][1] == gate
+    assert lat["engine_reject"][0] == lat["engine_reject"][1] == 3 + gate
+    # a replace: the engine's 6, the same pipeline (its token row is read in its first stage)
+    assert lat["replaced"][0] == lat["replaced"][1] == 6 + gate
 
 
 @pytest.mark.skipif(not _available("icarus"), reason="icarus is not installed")

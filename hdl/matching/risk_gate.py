@@ -10,15 +10,21 @@ event the engine hands on (``track``), from which it keeps the token table (firm
 open shares per token), the positions and open shares per firm and symbol, and the last trade
 per symbol.
 
-Pipeline: ``i_stream`` is ready when the engine has settled, the tracker is empty and no mass
-cancel is due; every check is evaluated combinationally from the record and the state in the
-cycle it is taken (``checked`` high), and the verdict is registered: the order goes to the
-engine on ``o_stream`` (the next cycle; the engine, idle, takes it at once), or a ``rejected``
-event is out on ``r_stream`` the next cycle. So the gate costs 1 cycle on an accept. A
-replace needs its token table row (firm, symbol, side, open shares), read (synchronously, so
-the table can be block RAM) from the record's token while the record waits: a replace is
-taken only after it has waited a cycle (the read port is transparent to the tracker's writes,
-and nothing is written in the check's cycle, so the row is current).
+Storage: the per (firm, symbol) limits are a block RAM row each, written (and read back) by the
+host through the ``limit_*`` window registers, so the register map does not grow with firms x
+symbols; the per-pair executed position and open shares per side are a block RAM row each too,
+updated by the tracker read-modify-write (a read port transparent to the write, so events on one
+pair back to back chain). A reset clears neither: the host loader writes every pair.
+
+Pipeline: a record waiting on ``i_stream`` (its payload stable) is checked in ``CHECK_CYCLES``
+stages while the gate is free (the engine settled, no tracked event, mass cancel or limit write
+in between; anything else starts it over): a replace's token row is read; the pair (the
+replace's row, else the record's firm and symbol) gives the limit and state rows and the
+per-symbol selections (reference, last trade, halt); the products (notional, the collar's
+bounds) and the reachable position are registered; then the compares give the verdict, the
+record is taken (``checked`` high) and the verdict is registered: the order goes to the engine
+on ``o_stream`` the next cycle, or a ``rejected`` event is out on ``r_stream``. So the gate
+costs ``CHECK_CYCLES + 1`` cycles on an accept.
 
 Mass cancels (kill switch bits rising, the dead-man switch tripping) are sent to the engine
 as end-of-day records with ``min_qty`` ``MASS_CANCEL_ALL``/``MASS_CANCEL_FIRM`` when it has
@@ -46,7 +52,8 @@ from tickpath.protocol.records import (
 from ..regs import RegisterBank, bus_signature
 from .layouts import SHARES_WIDTH
 
-__all__ = ["RiskGate", "token_row_layout", "counter_name"]
+__all__ = ["RiskGate", "token_row_layout", "limit_row_layout", "state_row_layout",
+           "counter_name", "CHECK_CYCLES"]
 
 
 def token_row_layout() -> data.StructLayout:
@@ -57,6 +64,34 @@ def token_row_layout() -> data.StructLayout:
         "side":   unsigned(1),
         "open":   unsigned(SHARES_WIDTH),
     })
+
+
+def limit_row_layout() -> data.StructLayout:
+    """A (firm, symbol) pair's limits, as the limit window writes them (all ones: off)."""
+    return data.StructLayout({
+        "max_shares":   unsigned(32),
+        "max_notional": unsigned(64),
+        "collar_bp":    unsigned(32),
+        "max_position": unsigned(32),
+    })
+
+
+def limit_row_off() -> dict:
+    return {"max_shares": U32, "max_notional": U64, "collar_bp": U32, "max_position": U32}
+
+
+def state_row_layout() -> data.StructLayout:
+    """A (firm, symbol) pair's executed position and open shares per side."""
+    return data.StructLayout({
+        "pos":       signed(40),
+        "open_buy":  unsigned(40),
+        "open_sell": unsigned(40),
+    })
+
+
+#: Cycles a record waits in the check pipeline before it is taken (its verdict is out the
+#: cycle after).
+CHECK_CYCLES = 3
 
 
 def counter_name(reason: RejectReason) -> str:
@@ -146,21 +181,47 @@ rejects_t : ``Out(32)``
         for reason in GATE_REASONS:
             m.d.comb += reg(counter_name(reason)).eq(getattr(self, counter_name(reason)))
 
-        def pair_array(name):
-            return Array(reg(f"{name}_{f}_{s}") for f in range(F) for s in range(S))
+        def pair_index(firm, symbol):
+            """Row of a (firm, symbol) pair in the pair memories: firm-major, 2**SW a firm."""
+            return Cat(symbol[:SW], firm[:FW])
 
-        max_shares_a = pair_array("max_shares")
-        max_notional_a = pair_array("max_notional")
-        collar_bp_a = pair_array("collar_bp")
-        max_position_a = pair_array("max_position")
         ref_bid_a = Array(reg(f"ref_bid_{s}") for s in range(S))
         ref_ask_a = Array(reg(f"ref_ask_{s}") for s in range(S))
         period_a = Array(reg(f"rate_period_{f}") for f in range(F))
 
+        # --- per pair limits: block RAM written through the limit window -------------------
+        rows = F << SW
+        m.submodules.limits = limits = Memory(shape=limit_row_layout(), depth=rows,
+                                              init=[limit_row_off()] * rows)
+        wr_l = limits.write_port()
+        rd_l = limits.read_port(transparent_for=(wr_l,))          # the check's
+        rd_lr = limits.read_port(transparent_for=(wr_l,))         # the host's read-back
+        window_ok = (reg("limit_firm") < F) & (reg("limit_symbol") < S)
+        window = pair_index(reg("limit_firm"), reg("limit_symbol"))
+        m.d.comb += [wr_l.addr.eq(window), wr_l.en.eq(reg("limit_write_stb") & window_ok),
+                     wr_l.data.max_shares.eq(reg("limit_max_shares")),
+                     wr_l.data.max_notional.eq(reg("limit_max_notional")),
+                     wr_l.data.collar_bp.eq(reg("limit_collar_bp")),
+                     wr_l.data.max_position.eq(reg("limit_max_position")),
+                     rd_lr.addr.eq(window), rd_lr.en.eq(reg("limit_read_stb"))]
+        # the read port holds its data until the next read: the row is readable from the
+        # cycle after the strobe on (a pair out of range reads off)
+        back_ok = Signal()
+        with m.If(reg("limit_read_stb")):
+            m.d.sync += back_ok.eq(window_ok)
+        row_back = limit_row_layout()(Mux(back_ok, rd_lr.data,
+                                             limit_row_layout().const(limit_row_off())))
+        m.d.comb += [reg("limit_row_max_shares").eq(row_back.max_shares),
+                     reg("limit_row_max_notional").eq(row_back.max_notional),
+                     reg("limit_row_collar_bp").eq(row_back.collar_bp),
+                     reg("limit_row_max_position").eq(row_back.max_position)]
+
         # --- tracked state --------------------------------------------------------------------
-        pos = Array(Signal(signed(40), name=f"pos_{i}") for i in range(F * S))
-        open_buy = Array(Signal(40, name=f"open_buy_{i}") for i in range(F * S))
-        open_sell = Array(Signal(40, name=f"open_sell_{i}") for i in range(F * S))
+        # per pair: executed position and open shares per side, block RAM, read-modify-write
+        m.submodules.state = state = Memory(shape=state_row_layout(), depth=rows, init=[])
+        wr_s = state.write_port()
+        rd_st = state.read_port(transparent_for=(wr_s,))          # the tracker's
+        rd_sc = state.read_port(transparent_for=(wr_s,))          # the check's
         last_trade = Array(Signal(32, name=f"last_trade_{s}") for s in range(S))
         last_valid = Array(Signal(name=f"last_valid_{s}") for s in range(S))
         tokens = Array(Signal(32, name=f"tokens_{f}") for f in range(F))
@@ -170,7 +231,7 @@ rejects_t : ``Out(32)``
         rd_t = table.read_port(transparent_for=(wr_a,))           # the tracker's
         rd_c = table.read_port(transparent_for=(wr_a,))           # the check's (replace)
 
-        # --- tracker: stage 1 reads the token's row, stage 2 updates --------------------------
+        # --- tracker: 1 reads the token's row, 2 updates it, 3 reads the pair, 4 writes it ---
         cur_firm = Signal(16)                       # firm of the action the engine works on
         t2_valid = Signal()
         t2 = Signal(EventRecord)
@@ -207,20 +268,32 @@ rejects_t : ``Out(32)``
                                  count.eq(1)]
                     m.d.sync += [kq_valid.eq(1), kq_token.eq(t2.order_id[:TB]),
                                  kq_row.eq(row)]
-            t_index = e_firm[:FW] * S + t2.symbol[:SW]
-            t_known = (e_firm < F) & (t2.symbol < S)
-            with m.If(count & t_known):
-                with m.If(t2.side == Side.Buy):
-                    m.d.sync += open_buy[t_index].eq(open_buy[t_index] + delta)
-                with m.Else():
-                    m.d.sync += open_sell[t_index].eq(open_sell[t_index] + delta)
-            with m.If(t2.kind == EventKind.Executed):
-                with m.If(t2.symbol < S):
-                    m.d.sync += [last_trade[t2.symbol[:SW]].eq(t2.price),
-                                 last_valid[t2.symbol[:SW]].eq(1)]
-                with m.If(t_known):
-                    m.d.sync += pos[t_index].eq(
-                        pos[t_index] + Mux(t2.side == Side.Buy, t2.shares, -t2.shares))
+            with m.If((t2.kind == EventKind.Executed) & (t2.symbol < S)):
+                m.d.sync += [last_trade[t2.symbol[:SW]].eq(t2.price),
+                             last_valid[t2.symbol[:SW]].eq(1)]
+        # stage 3: the pair's row is read; stage 4 adds the deltas and writes it back (the
+        # read port is transparent to the write, so back-to-back events on a pair chain)
+        t3_valid, t4_valid = Signal(), Signal()
+        t3_pi, t4_pi = Signal(FW + SW), Signal(FW + SW)
+        t3_open, t4_open = Signal(signed(SHARES_WIDTH + 2)), Signal(signed(SHARES_WIDTH + 2))
+        t3_pos, t4_pos = Signal(signed(SHARES_WIDTH + 1)), Signal(signed(SHARES_WIDTH + 1))
+        t3_buy, t4_buy = Signal(), Signal()
+        t_known = (e_firm < F) & (t2.symbol < S)
+        executed = t2.kind == EventKind.Executed
+        m.d.sync += [t3_valid.eq(t2_valid & count & t_known),
+                     t3_pi.eq(pair_index(e_firm, t2.symbol)), t3_open.eq(delta),
+                     t3_pos.eq(Mux(executed, Mux(t2.side == Side.Buy, t2.shares, -t2.shares),
+                                   0)),
+                     t3_buy.eq(t2.side == Side.Buy),
+                     t4_valid.eq(t3_valid), t4_pi.eq(t3_pi), t4_open.eq(t3_open),
+                     t4_pos.eq(t3_pos), t4_buy.eq(t3_buy)]
+        m.d.comb += rd_st.addr.eq(t3_pi)
+        cur = rd_st.data
+        with m.If(t4_valid):
+            m.d.comb += [wr_s.addr.eq(t4_pi), wr_s.en.eq(1),
+                         wr_s.data.pos.eq(cur.pos + t4_pos),
+                         wr_s.data.open_buy.eq(cur.open_buy + Mux(t4_buy, t4_open, 0)),
+                         wr_s.data.open_sell.eq(cur.open_sell + Mux(t4_buy, 0, t4_open))]
 
         # --- kill and dead-man switches -------------------------------------------------------
         kill = reg("kill")
@@ -267,84 +340,119 @@ rejects_t : ``Out(32)``
         rej = Signal(EventRecord)
         m.d.comb += [self.o_stream.valid.eq(out_valid), self.o_stream.payload.eq(out),
                      self.r_stream.valid.eq(rej_valid), self.r_stream.payload.eq(rej)]
-        # a replace's token row: read from the record while it waits (its payload is stable)
-        m.d.comb += rd_c.addr.eq(s1.order_id[:TB])
-        waited = Signal()
-        m.d.sync += waited.eq(self.i_stream.valid & ~self.i_stream.ready)
         with m.If(self.o_stream.ready):
             m.d.sync += out_valid.eq(0)
         with m.If(self.r_stream.ready):
             m.d.sync += rej_valid.eq(0)
 
         # a kill write or a dead-man trip being turned into a pending mass cancel goes first
-        free = (self.settled & ~t2_valid & ~kq_valid & ~self.track_valid & ~out_valid
-                & ~rej_valid & (kill == kill_prev) & ~trip)
-        m.d.comb += self.busy.eq(out_valid | rej_valid | t2_valid | kq_valid | self.track_valid
+        free = (self.settled & ~t2_valid & ~t3_valid & ~t4_valid & ~kq_valid & ~self.track_valid
+                & ~out_valid & ~rej_valid & (kill == kill_prev) & ~trip)
+        m.d.comb += self.busy.eq(out_valid | rej_valid | t2_valid | t3_valid | t4_valid
+                                 | kq_valid | self.track_valid
                                  | (pending != 0) | trip | (kill != kill_prev))
 
-        # --- the checks (combinational from the record and the state) ----------------------
+        # --- the checks: a pipeline over the waiting record -----------------------------------
+        # The record's payload is stable while it waits; each stage recomputes from the one
+        # before every cycle, and the record is taken once it has waited CHECK_CYCLES cycles
+        # with the gate free throughout (no event, limit write or mass cancel between), so
+        # every stage holds the current state.
+        #   A: the token row of a replace is read (its token from the record)
+        #   B: whose pair (the replace's row, or the record's firm and symbol); the pair's
+        #      limits and state are read; the per-symbol and per-firm selections
+        #   C: products (notional, the collar's bounds) and the reachable position
+        #   D: compares and the first failing check -> the verdict (the record is taken)
+        waited = Signal(range(CHECK_CYCLES + 1))
+        quiet = free & (pending == 0) & ~reg("limit_write_stb")
+        with m.If(self.i_stream.valid & quiet):
+            with m.If(waited != CHECK_CYCLES):
+                m.d.sync += waited.eq(waited + 1)
+        with m.Else():
+            m.d.sync += waited.eq(0)
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += waited.eq(0)
+
+        # A -> B
+        m.d.comb += rd_c.addr.eq(s1.order_id[:TB])
         entry = rd_c.data
         is_enter = s1.action == Action.Enter
         is_replace = s1.action == Action.Replace
         tok_small = (s1.order_id >> TB) == 0
-        checked_kind = is_enter | (is_replace & tok_small & (entry.open != 0))
         firm = Mux(is_replace, entry.firm, s1.firm)
         sym = Mux(is_replace, entry.symbol, s1.symbol)
-        side = Mux(is_replace, entry.side, s1.side)
-        old_open = Mux(is_replace, entry.open, 0)
-        market = is_enter & (s1.ord_type == OrderType.Market)
         fi, si = firm[:FW], sym[:SW]
-        firm_known, sym_known = firm < F, sym < S
-        pair_known = firm_known & sym_known
-        pi = Signal(range(F * S))
-        m.d.comb += pi.eq(fi * S + si)
+        m.d.comb += [rd_l.addr.eq(pair_index(firm, sym)), rd_sc.addr.eq(pair_index(firm, sym))]
+        b_checked_kind, b_firm, b_fi, b_side, b_old_open, b_market = \
+            Signal(), Signal(16), Signal(FW), Signal(), Signal(SHARES_WIDTH), Signal()
+        b_firm_known, b_pair_known, b_halted, b_has_ref = Signal(), Signal(), Signal(), Signal()
+        b_ref, b_basis, b_scaled = Signal(32), Signal(32), Signal(48)
+        side = Mux(is_replace, entry.side, s1.side)
+        market = is_enter & (s1.ord_type == OrderType.Market)
+        ref_reg = Mux(side == Side.Buy, ref_ask_a[si], ref_bid_a[si])
+        ref = Mux(ref_reg != 0, ref_reg, last_trade[si])
+        m.d.sync += [
+            b_checked_kind.eq(is_enter | (is_replace & tok_small & (entry.open != 0))),
+            b_firm.eq(firm), b_fi.eq(fi), b_side.eq(side),
+            b_old_open.eq(Mux(is_replace, entry.open, 0)), b_market.eq(market),
+            b_firm_known.eq(firm < F), b_pair_known.eq((firm < F) & (sym < S)),
+            b_halted.eq((sym < S) & reg("halted").bit_select(si, 1)),
+            b_has_ref.eq((ref_reg != 0) | last_valid[si]),
+            b_ref.eq(ref), b_basis.eq(Mux(market, ref, s1.price)),
+            b_scaled.eq(s1.price * BP),
+        ]
 
-        killed = kill[F] | (firm_known & kill.bit_select(fi, 1))
-        halted = sym_known & reg("halted").bit_select(si, 1)
-        max_shares, max_notional = max_shares_a[pi], max_notional_a[pi]
-        bp, max_position = collar_bp_a[pi], max_position_a[pi]
-        ref_reg = Signal(32)
-        m.d.comb += ref_reg.eq(Mux(side == Side.Buy, ref_ask_a[si], ref_bid_a[si]))
-        has_ref = (ref_reg != 0) | last_valid[si]
-        ref = Signal(32)
-        m.d.comb += ref.eq(Mux(ref_reg != 0, ref_reg, last_trade[si]))
-        collar_on = bp != U32
-        notional_on = max_notional != U64
-        no_ref = ~has_ref & reg("control")[0] & Mux(market, notional_on, collar_on)
-        basis = Mux(market, ref, s1.price)
-        notional = Signal(64)
-        m.d.comb += notional.eq(s1.shares * basis)
-        bad_notional = notional_on & (~market | has_ref) & (notional > max_notional)
-        scaled = Signal(48)
-        m.d.comb += scaled.eq(s1.price * BP)
-        high = Signal(66)
-        low = Signal(66)
-        m.d.comb += [high.eq(ref * (BP + bp)),
-                     low.eq(ref * Mux(bp >= BP, 0, BP - bp))]
-        bad_collar = ~market & has_ref & collar_on & Mux(side == Side.Buy, scaled > high,
-                                                         scaled < low)
-        reach = Signal(signed(44))
-        m.d.comb += reach.eq(Mux(side == Side.Buy,
-                                 pos[pi] + open_buy[pi] - old_open + s1.shares,
-                                 open_sell[pi] - old_open + s1.shares - pos[pi]))
-        bad_position = (max_position != U32) & (reach > max_position)
-        rate_on = firm_known & (period_a[fi] != 0)
-        no_token = rate_on & (tokens[fi] == 0)
+        # B -> C: the pair's limits and state are out of the block RAMs
+        lim, st = rd_l.data, rd_sc.data
+        c_checked_kind, c_firm_known, c_pair_known, c_halted, c_fi, c_market = \
+            Signal(), Signal(), Signal(), Signal(), Signal(FW), Signal()
+        c_shares_over, c_no_ref, c_notional_on, c_has_ref, c_collar_on, c_side = \
+            Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
+        c_notional, c_max_notional = Signal(64), Signal(64)
+        c_scaled, c_high, c_low = Signal(48), Signal(66), Signal(66)
+        c_reach, c_max_position, c_position_on = Signal(signed(44)), Signal(32), Signal()
+        collar_on = lim.collar_bp != U32
+        notional_on = lim.max_notional != U64
+        m.d.sync += [
+            c_checked_kind.eq(b_checked_kind), c_firm_known.eq(b_firm_known),
+            c_pair_known.eq(b_pair_known), c_halted.eq(b_halted), c_fi.eq(b_fi),
+            c_market.eq(b_market), c_side.eq(b_side), c_has_ref.eq(b_has_ref),
+            c_shares_over.eq(s1.shares > lim.max_shares),
+            c_no_ref.eq(~b_has_ref & reg("control")[0] & Mux(b_market, notional_on, collar_on)),
+            c_notional_on.eq(notional_on), c_collar_on.eq(collar_on),
+            c_notional.eq(s1.shares * b_basis), c_max_notional.eq(lim.max_notional),
+            c_scaled.eq(b_scaled),
+            c_high.eq(b_ref * (BP + lim.collar_bp)),
+            c_low.eq(b_ref * Mux(lim.collar_bp >= BP, 0, BP - lim.collar_bp)),
+            c_reach.eq(Mux(b_side == Side.Buy,
+                           st.pos + st.open_buy - b_old_open + s1.shares,
+                           st.open_sell - b_old_open + s1.shares - st.pos)),
+            c_max_position.eq(lim.max_position), c_position_on.eq(lim.max_position != U32),
+        ]
+
+        # C -> D: the compares; the first failing check wins
+        killed = kill[F] | (c_firm_known & kill.bit_select(c_fi, 1))
+        bad_notional = c_notional_on & (~c_market | c_has_ref) & (c_notional > c_max_notional)
+        bad_collar = ~c_market & c_has_ref & c_collar_on & Mux(c_side == Side.Buy,
+                                                               c_scaled > c_high,
+                                                               c_scaled < c_low)
+        bad_position = c_position_on & (c_reach > c_max_position)
+        rate_on = c_firm_known & (period_a[c_fi] != 0)
+        no_token = rate_on & (tokens[c_fi] == 0)
 
         reason = Signal(8)
-        with m.If(~checked_kind):
+        with m.If(~c_checked_kind):
             pass
         with m.Elif(killed):
             m.d.comb += reason.eq(RejectReason.Killed)
         with m.Elif(self.deadman_tripped):
             m.d.comb += reason.eq(RejectReason.DeadMan)
-        with m.Elif(halted):
+        with m.Elif(c_halted):
             m.d.comb += reason.eq(RejectReason.Halted)
-        with m.Elif(~pair_known):
+        with m.Elif(~c_pair_known):
             pass
-        with m.Elif(s1.shares > max_shares):
+        with m.Elif(c_shares_over):
             m.d.comb += reason.eq(RejectReason.MaxShares)
-        with m.Elif(no_ref):
+        with m.Elif(c_no_ref):
             m.d.comb += reason.eq(RejectReason.NoReference)
         with m.Elif(bad_notional):
             m.d.comb += reason.eq(RejectReason.MaxNotional)
@@ -369,7 +477,7 @@ rejects_t : ``Out(32)``
                         m.d.comb += [issued.eq(1 << f), mc.min_qty.eq(MASS_CANCEL_FIRM),
                                      mc.firm.eq(f)]
             m.d.sync += [out_valid.eq(1), out.eq(mc)]
-        with m.Elif(free & (~is_replace | waited)):
+        with m.Elif(quiet & (waited == CHECK_CYCLES)):
             m.d.comb += self.i_stream.ready.eq(1)
         with m.If(self.i_stream.valid & self.i_stream.ready):
             m.d.comb += self.checked.eq(1)
@@ -384,6 +492,6 @@ rejects_t : ``Out(32)``
                         m.d.sync += counter.eq(counter + 1)
             with m.Else():
                 m.d.sync += [out_valid.eq(1), out.eq(s1), cur_firm.eq(s1.firm)]
-                with m.If(checked_kind & pair_known & rate_on):
-                    m.d.comb += take.eq(Const(1, F) << fi)
+                with m.If(c_checked_kind & c_pair_known & rate_on):
+                    m.d.comb += take.eq(Const(1, F) << c_fi)
         return m

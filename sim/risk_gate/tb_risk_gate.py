@@ -71,14 +71,23 @@ class GatedTB(TB):
         self.monitor.start()
         self.itch_monitor.start()
         self._checker = cocotb.start_soon(self._check_loop())
-        for name, value in self.limits.register_values().items():
-            if name.startswith("rate_") or value == self.regmap[name].reset:
+        # the host loader's writes (every pair: a reset does not clear the limit memory, and
+        # the benches of one simulation share it)
+        for name, value in self.limits.register_writes():
+            if name.startswith("rate_"):
                 continue
             await self.write(name, value)
         for f, (period, burst) in sorted(self.limits.rates.items()):
             await self.write(f"rate_burst_{f}", burst)
             cycle = await self.write(f"rate_period_{f}", period)
             self.model.gate.set_rate(f, period, burst, cycle + 1)
+        for (f, s), row in self.limits.pair_rows().items():       # read back through the bus
+            await self.write("limit_firm", f)
+            await self.write("limit_symbol", s)
+            await self.write("limit_read", 1)
+            await RisingEdge(self.clk)
+            got = {name: await self.read(name.replace("limit_", "limit_row_")) for name in row}
+            assert got == row, f"limit row ({f}, {s}) reads back {got}, not {row}"
 
     async def write(self, name: str, value: int) -> int:
         """Write a register word by word (high words first); returns the gate's ``now`` in

@@ -163,15 +163,10 @@ class GateLimits:
         return out
 
     def register_values(self) -> dict[str, int]:
-        """Every limit register of :func:`gate_regmap` by name (off = all ones, period 0)."""
+        """Every limit register of :func:`gate_regmap` by name, the per-pair limits aside
+        (:meth:`pair_rows`): off is the reset value (all ones, period 0)."""
         out: dict[str, int] = {}
         for f in range(self.firms):
-            for s in range(self.symbols):
-                p = self.pair(f, s)
-                out[f"max_shares_{f}_{s}"] = U32 if p.max_shares is None else p.max_shares
-                out[f"max_notional_{f}_{s}"] = U64 if p.max_notional is None else p.max_notional
-                out[f"collar_bp_{f}_{s}"] = U32 if p.collar_bp is None else p.collar_bp
-                out[f"max_position_{f}_{s}"] = U32 if p.max_position is None else p.max_position
             period, burst = self.rates.get(f, (0, 0))
             out[f"rate_period_{f}"] = period
             out[f"rate_burst_{f}"] = burst
@@ -180,15 +175,44 @@ class GateLimits:
         out["deadman_cycles"] = self.deadman_cycles
         return out
 
-    def load(self, client: Any) -> None:
-        """Write every limit register through a :class:`~tickpath.protocol.regmap.
-        RegisterClient` on :func:`gate_regmap` (the host's loader; a firm's ``rate_burst``
-        before its ``rate_period``, whose write restarts the bucket full)."""
-        values = self.register_values()
-        client.write_many({k: v for k, v in values.items() if not k.startswith("rate_")})
+    def pair_rows(self) -> dict[tuple[int, int], dict[str, int]]:
+        """Every (firm, symbol) pair's row of the limit memory, as the ``limit_*`` window
+        registers hold it (off = all ones)."""
+        out = {}
         for f in range(self.firms):
-            client.write(f"rate_burst_{f}", values[f"rate_burst_{f}"])
-            client.write(f"rate_period_{f}", values[f"rate_period_{f}"])
+            for s in range(self.symbols):
+                p = self.pair(f, s)
+                out[(f, s)] = {
+                    "limit_max_shares": U32 if p.max_shares is None else p.max_shares,
+                    "limit_max_notional": U64 if p.max_notional is None else p.max_notional,
+                    "limit_collar_bp": U32 if p.collar_bp is None else p.collar_bp,
+                    "limit_max_position": U32 if p.max_position is None else p.max_position,
+                }
+        return out
+
+    def register_writes(self, *, all_pairs: bool = True) -> list[tuple[str, int]]:
+        """The register writes that set a gate to these limits, in order: the scalar
+        registers, each pair's row through the limit window (every pair, so a reload clears
+        what the last configuration set; ``all_pairs=False``: only pairs with a limit, for a
+        gate just out of reset), then the rates (a firm's ``rate_burst`` before its
+        ``rate_period``, whose write restarts the bucket full)."""
+        values = self.register_values()
+        writes = [(k, v) for k, v in values.items() if not k.startswith("rate_")]
+        for (f, s), row in self.pair_rows().items():
+            if not all_pairs and (f, s) not in self.pairs:
+                continue
+            writes += [("limit_firm", f), ("limit_symbol", s), *row.items(),
+                       ("limit_write", 1)]
+        for f in range(self.firms):
+            writes += [(f"rate_burst_{f}", values[f"rate_burst_{f}"]),
+                       (f"rate_period_{f}", values[f"rate_period_{f}"])]
+        return writes
+
+    def load(self, client: Any) -> None:
+        """Write every limit through a :class:`~tickpath.protocol.regmap.RegisterClient` on
+        :func:`gate_regmap` (the host's loader), in :meth:`register_writes` order."""
+        for name, value in self.register_writes():
+            client.write(name, value)
 
 
 _OFF = PairLimits()
@@ -216,13 +240,22 @@ def gate_regmap(firms: int, symbols: int) -> RegisterMap:
     for f in range(firms):
         fields += [(f"rate_period_{f}", 32, "rw", f"firm {f}: cycles per token (0 off)"),
                    (f"rate_burst_{f}", 32, "rw", f"firm {f}: bucket size")]
-        for s in range(symbols):
-            fields += [
-                (f"max_shares_{f}_{s}", 32, "rw", "", U32),
-                (f"max_notional_{f}_{s}", 64, "rw", "", U64),
-                (f"collar_bp_{f}_{s}", 32, "rw", "", U32),
-                (f"max_position_{f}_{s}", 32, "rw", "", U32),
-            ]
+    # per (firm, symbol) limits live in block RAM, written a row at a time through a window
+    fields += [
+        ("limit_firm", 16, "rw", "limit window: firm of the row to write or read"),
+        ("limit_symbol", 16, "rw", "limit window: symbol of the row to write or read"),
+        ("limit_max_shares", 32, "rw", "limit window: max shares per order", U32),
+        ("limit_max_notional", 64, "rw", "limit window: max shares x price per order", U64),
+        ("limit_collar_bp", 32, "rw", "limit window: price collar in basis points", U32),
+        ("limit_max_position", 32, "rw", "limit window: max reachable position", U32),
+        ("limit_write", 1, "w", "write the window's limits into (limit_firm, limit_symbol)"),
+        ("limit_read", 1, "w", "read (limit_firm, limit_symbol)'s row into limit_row_*"),
+        ("limit_row_max_shares", 32, "r", "the row read by limit_read (a pair out of range "
+         "reads off)"),
+        ("limit_row_max_notional", 64, "r", ""),
+        ("limit_row_collar_bp", 32, "r", ""),
+        ("limit_row_max_position", 32, "r", ""),
+    ]
     return RegisterMap("risk_gate", fields)
 
 
