@@ -32,7 +32,7 @@ bytes), which covers it: input ``ready`` never drops. ``sim/feed_wide`` asserts 
 real captures, the BX sample and a synthetic mix.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,6 +54,7 @@ __all__ = ["MoldSequencerWide", "FIFO_DEPTH", "OUT_DEPTH"]
 #: than the wire brings beats.
 FIFO_DEPTH = 256
 _SKID_DEPTH = 3
+_AHEAD_DEPTH = 3
 #: Output queue depth in entries (an entry is one output beat, or a full beat and its
 #: message's final tail).
 OUT_DEPTH = 16
@@ -77,6 +78,29 @@ def _table(m, name, shape, inputs, fn):
                 with m.Case(*codes):
                     m.d.comb += out.eq(value)
     return out
+
+
+def _first_lane(c):
+    """The first lane of a message whose length field the parser takes with ``p`` = ``c``: the
+    length is lanes ``c``, ``c + 1`` (``c`` up to ``W - 2``), or, with ``c = W - 1`` (in
+    ``LenLo``), the previous beat's last byte and lane 0."""
+    return 1 if c == 7 else c + 2
+
+
+def _take_layout(width):
+    """What the parser needs of one block length it may take from a beat (at one ``p``)."""
+    return data.StructLayout({
+        "zero":       1,                     # the length is 0
+        "fits":       1,                     # the message ends in this beat
+        "length":     range(width + 1),      # ... and its length (its low bits)
+        "fit_end":    range(width + 1),      # ... and the lane after it
+        "avail":      range(width + 1),      # the beat's bytes from the message's first lane
+        "some":       1,                     # avail != 0
+        "beats_left": 14,                    # beats after this one to its last byte
+        "ends":       1,                     # beats_left == 0
+        "end_lane":   range(width),          # lane of its last byte in that beat
+        "spill":      1,                     # that beat completes two output beats
+    })
 
 
 class _State(enum.Enum, shape=4):
@@ -169,9 +193,9 @@ class MoldSequencerWide(wiring.Component):
         # --- input FIFO -------------------------------------------------------------------
         entry = data.StructLayout({"data": 8 * W, "nbytes": range(W + 1), "last": 1,
                                    "ingress": TIMESTAMP_WIDTH})
-        m.submodules.fifo = big = fifo.SyncFIFOBuffered(width=entry.size,
-                                                        depth=FIFO_DEPTH - _SKID_DEPTH)
-        # the parser reads flip-flops, not the block RAM's slow output
+        m.submodules.fifo = big = fifo.SyncFIFOBuffered(
+            width=entry.size, depth=FIFO_DEPTH - _SKID_DEPTH - _AHEAD_DEPTH)
+        # the look-ahead stage reads flip-flops, not the block RAM's slow output
         m.submodules.skid = q = fifo.SyncFIFOBuffered(width=entry.size, depth=_SKID_DEPTH)
         i = self.i_stream
         m.d.comb += [
@@ -181,9 +205,22 @@ class MoldSequencerWide(wiring.Component):
             q.w_data.eq(big.r_data),
             q.w_en.eq(big.r_rdy),
             big.r_en.eq(q.w_rdy),
-            self.level.eq(big.level + q.level),
         ]
-        beat = data.View(entry, q.r_data)
+        # look-ahead: every block length the parser may take from this beat, with what follows
+        # from it, computed before the parser sees the beat
+        ahead_entry = data.StructLayout({"beat": entry,
+                                         "take": data.ArrayLayout(_take_layout(W), W)})
+        m.submodules.ahead = a = fifo.SyncFIFOBuffered(width=ahead_entry.size,
+                                                       depth=_AHEAD_DEPTH)
+        m.d.comb += [
+            a.w_data.eq(Cat(q.r_data, self._lookahead(m, data.View(entry, q.r_data),
+                                                      q.r_en))),
+            a.w_en.eq(q.r_rdy),
+            q.r_en.eq(a.w_rdy & q.r_rdy),
+            self.level.eq(big.level + q.level + a.level),
+        ]
+        ahead = data.View(ahead_entry, a.r_data)
+        beat = ahead.beat
         n = beat.nbytes
         last = beat.last
 
@@ -201,7 +238,6 @@ class MoldSequencerWide(wiring.Component):
         end_lane    = Signal(range(W))       # lane of its last byte in that beat
         tail        = Signal(range(W + 1))   # Flush: bytes in `carry`
         partial     = Signal()               # Flush: a message cut short by the packet's end
-        blen_hi     = Signal(8)
         emit        = Signal()               # the current message is delivered
         out_first   = Signal()               # the next output beat is a message's first
         dup_left    = Signal(16)             # blocks before the expected one (duplicates)
@@ -216,6 +252,8 @@ class MoldSequencerWide(wiring.Component):
         seq_in      = Signal(64)
         count       = Signal(16)
         end_in      = Signal(64)             # seq_in + count
+        control     = Signal()               # count is 0 or END_OF_SESSION_COUNT
+        reveal_end  = Signal(64)             # seq_in if `control`, else end_in
         bad         = Signal()               # the packet is malformed (counted at its end)
         have        = Signal()               # a session was latched
         eos_pending = Signal()
@@ -265,8 +303,8 @@ class MoldSequencerWide(wiring.Component):
         pop      = Signal()                  # ... and is done with the beat
         bad_now  = Signal()                  # ... and finds the packet malformed
         m.d.comb += [
-            go.eq(q.r_rdy & oq.w_rdy),
-            q.r_en.eq(go & pop),
+            go.eq(a.r_rdy & oq.w_rdy),
+            a.r_en.eq(go & pop),
         ]
 
         o_valid  = Signal()                  # the parser sends a beat (if `emit`)
@@ -338,13 +376,19 @@ class MoldSequencerWide(wiring.Component):
         empty_done = Signal()     # a zero-length block ends this cycle
         delivered  = Signal()
         m.d.comb += delivered.eq(Mux(msg_done, emit, next_emit))
-        with m.If(go & (msg_done | empty_done)):
-            with m.If(delivered):
+        # `expected`, `high` and the duplicate count follow a block's end a cycle later (the
+        # next packet's header reads them at least four cycles later)
+        advance    = Signal()     # a block ended last cycle...
+        advance_in = Signal()     # ... and was delivered
+        m.d.sync += [advance.eq(go & (msg_done | empty_done)), advance_in.eq(delivered)]
+        with m.If(advance):
+            with m.If(advance_in):
                 m.d.sync += self.expected.eq(self.expected + 1)
                 with m.If(self.expected == self.high):        # expected <= high always
                     m.d.sync += self.high.eq(self.expected + 1)
             with m.Else():
                 bump("duplicate_messages")
+        with m.If(go & (msg_done | empty_done)):
             m.d.sync += [
                 cur.eq(cur + 1),
                 blocks_left.eq(blocks_left - 1),
@@ -364,27 +408,26 @@ class MoldSequencerWide(wiring.Component):
 
         # A block's length L, its data from lane `first_lane`: the whole message, or its
         # first bytes into `carry`
-        # small functions of `p`, `n` and the lengths, as LUTs, outside every condition
+        # small functions of `p`, `n` and the lengths, as LUTs, outside every condition; a
+        # block's length and what follows from it come from the look-ahead stage
         p_ge_n    = _table(m, "p_ge_n", 1, [p, n], lambda a, b: a >= b)
         p_at_end  = _table(m, "p_at_end", 1, [p, n], lambda a, b: a == b - 1)
-        room_p    = _table(m, "room_p", 1, [p, n], lambda a, b: a + 2 <= b)
-        avail_p   = _table(m, "avail_p", range(W + 1), [p, n], lambda a, b: max(0, b - a - 2))
-        avail_1   = _table(m, "avail_1", range(W + 1), [n], lambda b: max(0, b - 1))
         n_le_end  = _table(m, "n_le_end", 1, [n, end_lane], lambda a, b: a <= b)
         fits_held = _table(m, "fits_held", 1, [held, n], lambda a, b: a + b <= W)
-        length_p  = Cat(beat.data.word_select((p + 1)[:3], 8), beat.data.word_select(p[:3], 8))
-        length_1  = Cat(lane(0), blen_hi)
-        fits_p    = room_p & (length_p[4:] == 0) & _table(m, "fits_p", 1, [length_p[:4], avail_p],
-                                                          lambda a, b: a <= b)
-        fits_1    = (length_1[4:] == 0) & _table(m, "fits_1", 1, [length_1[:4], avail_1],
-                                                 lambda a, b: a <= b)
+        # the length at lane `p` (lane `p` + 2 is the message's first), or in LenLo (p = W - 1)
+        # the one whose high byte ended the previous beat (lane 1 is the message's first)
+        take = ahead.take[p[:3]]
+        first_lane = _table(m, "first_lane", range(W + 1), [p[:3]], _first_lane)
+        shift_f    = _table(m, "shift_f", range(W), [p[:3]], lambda c: _first_lane(c) % W)
+        held_f     = _table(m, "held_f", range(W + 1), [p[:3]], lambda c: W - _first_lane(c))
+        lifted = Signal(8 * W)                    # the beat from lane `first_lane` on
+        with m.Switch(p[:3]):
+            for c in range(W):
+                with m.Case(c):
+                    m.d.comb += lifted.eq(beat.data[8 * _first_lane(c):])
 
-        def take_length(length, first_lane, room, avail, fits):
-            # room: first_lane <= n; avail: n - first_lane, if `room`; fits: the message ends
-            # in this beat
-            end = Signal(17, name="end")             # its last byte, from the next beat's lane 0
-            m.d.comb += end.eq(first_lane + length - (W + 1))
-            with m.If(length == 0):
+        def take_length():
+            with m.If(take.zero):
                 with m.If(msg_done | deciding):      # one block a cycle: take it next cycle
                     m.d.sync += state.eq(_State.Block)
                 with m.Else():
@@ -392,24 +435,24 @@ class MoldSequencerWide(wiring.Component):
                         bump("empty_messages")
                     m.d.comb += empty_done.eq(1)
                     m.d.sync += [state.eq(_State.Block), p.eq(first_lane)]
-            with m.Elif(fits):                       # whole in this beat (up to W - 2 bytes)
+            with m.Elif(take.fits):                  # whole in this beat (up to W - 2 bytes)
                 m.d.sync += [
                     emit.eq(next_emit),
                     out_first.eq(1),
-                    carry.eq(beat.data >> (first_lane * 8)),
-                    tail.eq(length),
+                    carry.eq(lifted),
+                    tail.eq(take.length),
                     partial.eq(0),
-                    p.eq(first_lane + length),
+                    p.eq(take.fit_end),
                     state.eq(_State.Flush),
                 ]
             with m.Elif(last):                       # cut short by the packet's end
                 m.d.comb += bad_now.eq(1)
-                with m.If(room & (avail != 0) & next_emit):
+                with m.If(take.some & next_emit):
                     m.d.sync += [
                         emit.eq(1),
                         out_first.eq(1),
-                        carry.eq(beat.data >> (first_lane * 8)),
-                        tail.eq(avail),
+                        carry.eq(lifted),
+                        tail.eq(take.avail),
                         partial.eq(1),
                         state.eq(_State.Flush),
                     ]
@@ -421,36 +464,34 @@ class MoldSequencerWide(wiring.Component):
                 m.d.sync += [
                     emit.eq(next_emit),
                     out_first.eq(1),
-                    carry.eq(beat.data >> (first_lane * 8)),
-                    shift.eq(first_lane[:len(shift)]),
-                    held.eq(Mux(first_lane == W, 0, W - first_lane)),
-                    spill.eq((first_lane[:3] != 0) & (end[:3] >= first_lane[:3])),
-                    beats_left.eq(end[3:]),
-                    ends.eq(end[3:] == 0),
-                    end_lane.eq(end[:3]),
-                    p.eq(end[:3] + 1),
+                    carry.eq(lifted),
+                    shift.eq(shift_f),
+                    held.eq(held_f),
+                    spill.eq(take.spill),
+                    beats_left.eq(take.beats_left),
+                    ends.eq(take.ends),
+                    end_lane.eq(take.end_lane),
+                    p.eq(take.end_lane + 1),
                     state.eq(_State.Data),
                 ]
 
         # The next block from lane `p`, `carry` free (or being sent this cycle)
         def start_block():
             with m.If(no_block):
-                m.d.comb += [bad_now.eq((p < n) | ~last), pop.eq(1)]
+                m.d.comb += [bad_now.eq(~p_ge_n | ~last), pop.eq(1)]
                 m.d.sync += state.eq(Mux(last, _State.Hdr0, _State.Skip))
             with m.Elif(p_ge_n):
                 m.d.comb += [bad_now.eq(last), pop.eq(1)]
                 m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.Block)), p.eq(0)]
             with m.Elif(p_at_end):
                 m.d.comb += [bad_now.eq(last), pop.eq(1)]
-                m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.LenLo)),
-                             blen_hi.eq(beat.data.word_select(p[:3], 8))]
+                m.d.sync += [state.eq(Mux(last, _State.Hdr0, _State.LenLo)), p.eq(W - 1)]
             with m.Else():
-                first_lane = Signal(range(W + 3), name="first_lane")
-                m.d.comb += first_lane.eq(p + 2)
-                take_length(length_p, first_lane, room_p, avail_p, fits_p)
+                take_length()
 
         # --- parser -------------------------------------------------------------------------
-        deliver = self._decide(m, go, sess_in, seq_in, count, end_in, state, have, cur,
+        deliver = self._decide(m, go, sess_in, seq_in, count, end_in, control, reveal_end,
+                               state, have, cur,
                                blocks_left, dup_left, eos_pending, eos_seq, gap_fire, gap_first,
                                gap_count, first_emit, bump, blocks_zero, blocks_one, dup_zero,
                                dup_one)
@@ -469,10 +510,14 @@ class MoldSequencerWide(wiring.Component):
                         state.eq(Mux(last, _State.Hdr0, _State.Hdr2)),
                     ]
                 with m.Case(_State.Hdr2):
+                    seq_now = Cat(lane(1), lane(0), seq_in[16:])
+                    count_now = Cat(lane(3), lane(2))
+                    control_now = (count_now == 0) | (count_now == END_OF_SESSION_COUNT)
                     m.d.sync += [seq_in[:16].eq(Cat(lane(1), lane(0))),
-                                 count.eq(Cat(lane(3), lane(2))),
-                                 end_in.eq(Cat(lane(1), lane(0), seq_in[16:])
-                                           + Cat(lane(3), lane(2))),
+                                 count.eq(count_now),
+                                 end_in.eq(seq_now + count_now),
+                                 control.eq(control_now),
+                                 reveal_end.eq(Mux(control_now, seq_now, seq_now + count_now)),
                                  p.eq(HEADER_LENGTH % W)]
                     with m.If(n < 4):
                         m.d.comb += [pop.eq(1), bad_now.eq(1)]
@@ -486,7 +531,7 @@ class MoldSequencerWide(wiring.Component):
                 with m.Case(_State.Block):
                     start_block()
                 with m.Case(_State.LenLo):
-                    take_length(length_1, Const(1, range(W + 3)), Const(1), avail_1, fits_1)
+                    take_length()
                 with m.Case(_State.Data):
                     with m.If(last & (~ends | n_le_end)):            # cut short
                         m.d.comb += [bad_now.eq(1), o_valid.eq(1), o_data.eq(joined),
@@ -542,7 +587,42 @@ class MoldSequencerWide(wiring.Component):
                 m.d.sync += bad.eq(1)
         return m
 
-    def _decide(self, m, go, sess_in, seq_in, count, end, state, have, cur, blocks_left,
+    def _lookahead(self, m, beat, taken):
+        """Every block length the parser may take from ``beat``, and what follows from each:
+        at ``p`` = ``c`` for ``c`` up to ``W - 2`` (lanes ``c``, ``c + 1``), and at ``W - 1``
+        in ``LenLo`` (the previous beat's last byte and lane 0). ``taken``: the beat moves on
+        (the next one's ``LenLo`` length takes its last byte)."""
+        W = self._width
+        n = beat.nbytes
+        lanes = [beat.data[8 * j:8 * j + 8] for j in range(W)]
+        hi_prev = Signal(8)                      # the previous beat's last byte
+        with m.If(taken):
+            m.d.sync += hi_prev.eq(beat.data.word_select((n - 1)[:3], 8))
+        takes = Signal(data.ArrayLayout(_take_layout(W), W))
+        for c in range(W):
+            f = _first_lane(c)
+            length = Cat(lanes[0], hi_prev) if c == W - 1 else Cat(lanes[c + 1], lanes[c])
+            t = takes[c]
+            avail = _table(m, f"avail{c}", range(W + 1), [n], lambda b, f=f: max(0, b - f))
+            end = Signal(17, name=f"end{c}")     # its last byte, from the next beat's lane 0
+            m.d.comb += [
+                end.eq(f + length - (W + 1)),
+                t.zero.eq(length == 0),
+                t.fits.eq((length[4:] == 0) & _table(m, f"fits{c}", 1, [length[:4], avail],
+                                                     lambda a, b: a <= b)),
+                t.length.eq(length[:4]),
+                t.fit_end.eq(f + length[:4]),
+                t.avail.eq(avail),
+                t.some.eq(avail != 0),
+                t.beats_left.eq(end[3:]),
+                t.ends.eq(end[3:] == 0),
+                t.end_lane.eq(end[:3]),
+                t.spill.eq((end[:3] >= f % W) if f % W else 0),
+            ]
+        return takes
+
+    def _decide(self, m, go, sess_in, seq_in, count, end, control, reveal_end, state, have,
+                cur, blocks_left,
                 dup_left, eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit,
                 bump, blocks_zero, blocks_one, dup_zero, dup_one):
         """The header's decisions in two cycles: ``Compare`` registers every comparison of the
@@ -554,7 +634,6 @@ class MoldSequencerWide(wiring.Component):
             exp.eq(Mux(self.started, self.expected, seq_in)),
             hi.eq(Mux(self.started, self.high, seq_in)),
         ]
-        control = (count == 0) | (count == END_OF_SESSION_COUNT)
         foreign_r   = Signal()
         control_r   = Signal()
         ahead_r     = Signal()
@@ -565,8 +644,6 @@ class MoldSequencerWide(wiring.Component):
         first_r     = Signal()
         dup_one_r   = Signal()
         count_one_r = Signal()
-        reveal_end  = Signal(64)
-        m.d.comb += reveal_end.eq(Mux(control, seq_in, end))
         with m.If(go & (state == _State.Compare)):
             session_now = Mux(self.session_check, self.session_config, self.session)
             m.d.sync += [
