@@ -11,9 +11,14 @@ start. A message that starts in lane ``s`` is realigned by one rotation, the sam
 beats: each output beat is lanes ``s..7`` of one input beat (kept in a carry register) and
 lanes ``0..s-1`` of the next.
 
-Pipeline: input FIFO (``FIFO_DEPTH`` beats) -> parser -> output queue (``OUT_DEPTH`` entries)
--> output register. The parser takes one input beat a cycle and, in that cycle, ends the
-current message and starts the next (its length, and its first bytes into the carry). When a
+Pipeline: input FIFO (``FIFO_DEPTH`` beats: block RAM, a register stage, the look-ahead stage)
+-> parser -> output queue (``OUT_DEPTH`` entries) -> output register. The look-ahead stage
+works on each beat alone, before the parser sees it: for every lane a block's length may start
+at (lanes 0 to 6, and the length split across the previous beat's end), it takes that length
+and registers what follows from it (zero, whole in the beat, the message's last lane and the
+beats to it, whether its last beat spills into two output beats). The parser then only selects
+by its lane ``p`` (no adder, no comparator on a length): it takes one beat a cycle and, in
+that cycle, ends the current message and starts the next (its first bytes into the carry). When a
 message's final beat completes two output beats (a full one, and the tail that spills past
 it: ``L`` bytes take ``ceil(L / 8)`` beats however they are aligned), both go into the
 output queue as one entry, read out one beat a cycle. The parser stays on a beat for extra
@@ -299,45 +304,80 @@ class MoldSequencerWide(wiring.Component):
                         phase.eq(0),
                     ]
 
+        # The parser decides; the realign stage, a cycle later, moves the bytes: it keeps
+        # `carry`, rotates it with the beat the parser was on and writes the output queue, as
+        # the parser's registered command says. The queue keeps room for that write.
         go       = Signal()                  # the parser acts this cycle
         pop      = Signal()                  # ... and is done with the beat
         bad_now  = Signal()                  # ... and finds the packet malformed
         m.d.comb += [
-            go.eq(a.r_rdy & oq.w_rdy),
+            go.eq(a.r_rdy & (oq.level < OUT_DEPTH - 1)),
             a.r_en.eq(go & pop),
         ]
 
         o_valid  = Signal()                  # the parser sends a beat (if `emit`)
-        o_data   = Signal(8 * W)
+        o_flush  = Signal()                  # ... of `carry` alone (else `carry` ++ the beat)
         o_nbytes = Signal(range(W + 1))
         o_last   = Signal()
         o_two    = Signal()                  # ... and its message's final tail
-        o_data1  = Signal(8 * W)
         o_nbytes1 = Signal(range(W + 1))
-        o_entry = Signal(pair)
-        m.d.comb += [
-            o_entry.data0.eq(o_data), o_entry.nbytes0.eq(o_nbytes), o_entry.first0.eq(out_first),
-            o_entry.last0.eq(o_last & ~o_two), o_entry.two.eq(o_two),
-            o_entry.data1.eq(o_data1), o_entry.nbytes1.eq(o_nbytes1),
-            o_entry.sequence.eq(cur), o_entry.ingress.eq(beat.ingress),
-            oq.w_data.eq(o_entry),
-            oq.w_en.eq(go & o_valid & emit),
+        lift     = Signal()                  # `carry` takes the beat from `first_lane` on
+        keep     = Signal()                  # `carry` takes the beat from lane `shift` on
+        first_lane = Signal(range(W + 1))    # the first lane of a block taken this cycle
+
+        r_write = Signal()                   # realign stage: the command
+        r_flush = Signal()
+        r_lift  = Signal()
+        r_keep  = Signal()
+        r_shift = Signal.like(shift)
+        r_first = Signal.like(first_lane)
+        r_data  = Signal(8 * W)
+        r_entry = Signal(pair)               # all but the data
+        m.d.sync += [
+            r_write.eq(go & o_valid & emit),
+            r_flush.eq(o_flush),
+            r_lift.eq(go & lift),
+            r_keep.eq(go & keep),
+            r_shift.eq(shift),
+            r_first.eq(first_lane),
+            r_data.eq(beat.data),
+            r_entry.nbytes0.eq(o_nbytes), r_entry.first0.eq(out_first),
+            r_entry.last0.eq(o_last & ~o_two), r_entry.two.eq(o_two),
+            r_entry.nbytes1.eq(o_nbytes1),
+            r_entry.sequence.eq(cur), r_entry.ingress.eq(beat.ingress),
         ]
         with m.If(go & o_valid):
             m.d.sync += out_first.eq(0)
 
-        # carry ++ this beat's lanes 0..shift-1 (a full beat), and lanes shift.. as the next
+        # carry ++ the beat's lanes 0..shift-1 (a full beat), and lanes shift.. as the next
         # carry: one rotation by the registered `shift`
         joined = Signal(8 * W)
         rest   = Signal(8 * W)
-        with m.Switch(shift):
+        with m.Switch(r_shift):
             for k in range(W):
                 with m.Case(k):
                     if k == 0:
-                        m.d.comb += joined.eq(beat.data)
+                        m.d.comb += joined.eq(r_data)
                     else:
-                        m.d.comb += joined.eq(Cat(carry[:8 * (W - k)], beat.data[:8 * k]))
-                    m.d.comb += rest.eq(beat.data[8 * k:])
+                        m.d.comb += joined.eq(Cat(carry[:8 * (W - k)], r_data[:8 * k]))
+                    m.d.comb += rest.eq(r_data[8 * k:])
+        lifted = Signal(8 * W)               # the beat from lane `first_lane` on
+        with m.Switch(r_first):
+            for f in range(1, W + 1):
+                with m.Case(f):
+                    m.d.comb += lifted.eq(r_data[8 * f:])
+        o_entry = Signal(pair)
+        m.d.comb += [
+            o_entry.eq(r_entry),
+            o_entry.data0.eq(Mux(r_flush, carry, joined)),
+            o_entry.data1.eq(rest),
+            oq.w_data.eq(o_entry),
+            oq.w_en.eq(r_write),
+        ]
+        with m.If(r_lift):
+            m.d.sync += carry.eq(lifted)
+        with m.Elif(r_keep):
+            m.d.sync += carry.eq(rest)
 
         # --- events -------------------------------------------------------------------------
         gap_fire  = Signal()
@@ -417,14 +457,9 @@ class MoldSequencerWide(wiring.Component):
         # the length at lane `p` (lane `p` + 2 is the message's first), or in LenLo (p = W - 1)
         # the one whose high byte ended the previous beat (lane 1 is the message's first)
         take = ahead.take[p[:3]]
-        first_lane = _table(m, "first_lane", range(W + 1), [p[:3]], _first_lane)
+        m.d.comb += first_lane.eq(_table(m, "first_lane_p", range(W + 1), [p[:3]], _first_lane))
         shift_f    = _table(m, "shift_f", range(W), [p[:3]], lambda c: _first_lane(c) % W)
         held_f     = _table(m, "held_f", range(W + 1), [p[:3]], lambda c: W - _first_lane(c))
-        lifted = Signal(8 * W)                    # the beat from lane `first_lane` on
-        with m.Switch(p[:3]):
-            for c in range(W):
-                with m.Case(c):
-                    m.d.comb += lifted.eq(beat.data[8 * _first_lane(c):])
 
         def take_length():
             with m.If(take.zero):
@@ -436,10 +471,10 @@ class MoldSequencerWide(wiring.Component):
                     m.d.comb += empty_done.eq(1)
                     m.d.sync += [state.eq(_State.Block), p.eq(first_lane)]
             with m.Elif(take.fits):                  # whole in this beat (up to W - 2 bytes)
+                m.d.comb += lift.eq(1)
                 m.d.sync += [
                     emit.eq(next_emit),
                     out_first.eq(1),
-                    carry.eq(lifted),
                     tail.eq(take.length),
                     partial.eq(0),
                     p.eq(take.fit_end),
@@ -448,10 +483,10 @@ class MoldSequencerWide(wiring.Component):
             with m.Elif(last):                       # cut short by the packet's end
                 m.d.comb += bad_now.eq(1)
                 with m.If(take.some & next_emit):
+                    m.d.comb += lift.eq(1)
                     m.d.sync += [
                         emit.eq(1),
                         out_first.eq(1),
-                        carry.eq(lifted),
                         tail.eq(take.avail),
                         partial.eq(1),
                         state.eq(_State.Flush),
@@ -460,11 +495,10 @@ class MoldSequencerWide(wiring.Component):
                     m.d.comb += pop.eq(1)
                     m.d.sync += state.eq(_State.Hdr0)
             with m.Else():                           # goes on in the next beats
-                m.d.comb += pop.eq(1)
+                m.d.comb += [pop.eq(1), lift.eq(1)]
                 m.d.sync += [
                     emit.eq(next_emit),
                     out_first.eq(1),
-                    carry.eq(lifted),
                     shift.eq(shift_f),
                     held.eq(held_f),
                     spill.eq(take.spill),
@@ -534,33 +568,32 @@ class MoldSequencerWide(wiring.Component):
                     take_length()
                 with m.Case(_State.Data):
                     with m.If(last & (~ends | n_le_end)):            # cut short
-                        m.d.comb += [bad_now.eq(1), o_valid.eq(1), o_data.eq(joined),
-                                     o_last.eq(1)]
+                        m.d.comb += [bad_now.eq(1), o_valid.eq(1), o_last.eq(1)]
                         with m.If(fits_held):
                             m.d.comb += [pop.eq(1), o_nbytes.eq(held + n)]
                             m.d.sync += state.eq(_State.Hdr0)
                         with m.Else():
                             m.d.comb += [pop.eq(1), o_nbytes.eq(W), o_two.eq(1),
-                                         o_data1.eq(rest), o_nbytes1.eq(n - shift)]
+                                         o_nbytes1.eq(n - shift)]
                             m.d.sync += state.eq(_State.Hdr0)
                     with m.Elif(~ends):
-                        m.d.comb += [pop.eq(1), o_valid.eq(1), o_data.eq(joined),
-                                     o_nbytes.eq(W)]
-                        m.d.sync += [carry.eq(rest), beats_left.eq(beats_left - 1),
+                        m.d.comb += [pop.eq(1), o_valid.eq(1), o_nbytes.eq(W),
+                                     keep.eq(1)]
+                        m.d.sync += [beats_left.eq(beats_left - 1),
                                      ends.eq(beats_left == 1)]
                     with m.Else():       # the final beat, or a full beat and the final tail
-                        m.d.comb += [o_valid.eq(1), o_data.eq(joined), o_last.eq(1),
+                        m.d.comb += [o_valid.eq(1), o_last.eq(1),
                                      msg_done.eq(1)]
                         with m.If(~spill):
                             m.d.comb += o_nbytes.eq(held + end_lane + 1)
                         with m.Else():
-                            m.d.comb += [o_nbytes.eq(W), o_two.eq(1), o_data1.eq(rest),
+                            m.d.comb += [o_nbytes.eq(W), o_two.eq(1),
                                          o_nbytes1.eq(end_lane + 1 - shift)]
                         with m.If(emit):
                             bump("messages")
                         start_block()
                 with m.Case(_State.Flush):
-                    m.d.comb += [o_valid.eq(1), o_data.eq(carry), o_nbytes.eq(tail),
+                    m.d.comb += [o_valid.eq(1), o_flush.eq(1), o_nbytes.eq(tail),
                                  o_last.eq(1)]
                     with m.If(partial):
                         m.d.comb += pop.eq(1)
