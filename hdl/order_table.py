@@ -8,16 +8,20 @@ bucket is full is refused: counted in ``table_full`` and the symbol's book flagg
 ``capacity`` = buckets x ways; at a load factor of 1/2 with 8 ways about 1 add in 10^4 meets a
 full bucket (less with more ways or a lower load).
 
-Per event (block RAM answering the next cycle): accept, subscription lookup, bucket read,
-decide, write, emit: one :class:`~tickpath.protocol.bookfeed.BookOp` 5 cycles after the event
-was taken (add, execute, cancel, delete); a replace reads and writes a second bucket (8 cycles).
+Per event: the bucket read goes out with the event as it is taken; block RAM answers, its data
+is registered (:class:`BlockRamOrderMemory`), then the bucket and what each way says (holds the
+key, is free, holds more or fewer shares) are registered; the decision reads only those
+registers and sends its :class:`~tickpath.protocol.bookfeed.BookOp` at once (valid 4 cycles
+after the event was taken: add, execute, cancel, delete), and the bucket is written the cycle
+after. A replace then reads, decides and writes the new reference's bucket (its op valid 9
+cycles after the event). No block RAM output and no 64-bit compare stands in front of a decision.
 The decision follows :class:`tickpath.model.book.BookBuilder` exactly (duplicate adds and zero
 shares ignored, overfills remove the order); where it cannot (unknown reference, full bucket) it
 flags the book.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -53,7 +57,8 @@ def reference_hash(ref, bits):
 
 
 class BlockRamOrderMemory(wiring.Component):
-    """The order table's memory in block RAM: always ready, reads answered the next cycle.
+    """The order table's memory in block RAM: always ready, reads answered two cycles later
+    (the block RAM's read data is registered).
 
     Members
     -------
@@ -75,10 +80,12 @@ class BlockRamOrderMemory(wiring.Component):
         m.d.comb += [
             req.ready.eq(1),
             wp.addr.eq(req.p.addr), wp.data.eq(req.p.data), wp.en.eq(req.valid & req.p.write),
-            rp.addr.eq(req.p.addr), rp.en.eq(req.valid & ~req.p.write),
-            self.bus.resp.p.data.eq(rp.data),
+            rp.addr.eq(req.p.addr),             # always enabled: the data is registered
         ]
-        m.d.sync += self.bus.resp.valid.eq(req.valid & ~req.p.write)
+        # the read data goes through a register (block RAM's clock-to-output is slow)
+        read = Signal()
+        m.d.sync += [read.eq(req.valid & ~req.p.write),
+                     self.bus.resp.valid.eq(read), self.bus.resp.p.data.eq(rp.data)]
         return m
 
 
@@ -173,54 +180,79 @@ class OrderTable(wiring.Component):
 
         ev       = Signal(TimedFeedEvent)
         locate_ok = Signal()
+        zero_shares = Signal()        # ev's shares == 0
         phase2   = Signal()           # a replace's second half: the new reference
         op       = Signal(BookOp)
-        wbucket  = Signal(bucket_layout(ways))
         key      = Signal(64)
 
         def count(name, amount=1):
             counter = getattr(self, name)
             m.d.sync += counter.eq(counter + amount)
 
-        # --- the bucket in the response, against the current key ----------------------------
-        bucket = mem.resp.p.data
-        hits  = Signal(ways)
-        frees = Signal(ways)
+        m.d.comb += key.eq(Mux(phase2, ev["new_order_ref"], ev["order_ref"]))
+
+        # --- the bucket: taken from the response into `wbucket`, with per-way flags ---------
+        # Nothing is decided on the response itself (block RAM data is slow to come out): the
+        # bucket and what each way says about the key and the shares are registered first.
+        wbucket  = Signal(bucket_layout(ways))    # the bucket read, then as it is written
+        hits     = Signal(ways)                   # way holds the key
+        frees    = Signal(ways)                   # way is free
+        fewer    = Signal(ways)                   # ev's shares < the way's
+        more     = Signal(ways)                   # ev's shares > the way's
+        left     = Signal(data.ArrayLayout(32, ways))   # the way's shares - ev's shares
+        have     = Signal()                       # the registers above hold the response
+        resp = mem.resp.p.data
+        m.d.sync += have.eq(mem.resp.valid)
+        with m.If(mem.resp.valid):
+            m.d.sync += wbucket.eq(resp)
+            for w in range(ways):
+                m.d.sync += [
+                    hits[w].eq(resp[w].valid & (resp[w].order_ref == key)),
+                    frees[w].eq(~resp[w].valid),
+                    fewer[w].eq(ev["shares"] < resp[w].shares),
+                    more[w].eq(ev["shares"] > resp[w].shares),
+                    left[w].eq(resp[w].shares - ev["shares"]),
+                ]
+        # one-hot choices, lowest way first (a reference is held at most once in a bucket)
+        hit_1h  = Signal(ways)
+        free_1h = Signal(ways)
         for w in range(ways):
-            m.d.comb += [hits[w].eq(bucket[w].valid & (bucket[w].order_ref == key)),
-                         frees[w].eq(~bucket[w].valid)]
-        hit_way  = Signal(range(ways))
-        free_way = Signal(range(ways))
-        for w in reversed(range(ways)):             # lowest index wins
-            with m.If(hits[w]):
-                m.d.comb += hit_way.eq(w)
-            with m.If(frees[w]):
-                m.d.comb += free_way.eq(w)
+            m.d.comb += [hit_1h[w].eq(hits[w] & ~hits[:w].any() if w else hits[w]),
+                         free_1h[w].eq(frees[w] & ~frees[:w].any() if w else frees[w])]
         entry = Signal(OrderEntry)
-        m.d.comb += entry.eq(bucket[hit_way])
+        for w in range(ways):
+            with m.If(hit_1h[w]):
+                m.d.comb += entry.eq(wbucket[w])
         hit, has_free = hits.any(), frees.any()
 
-        m.d.comb += key.eq(Mux(phase2, ev["new_order_ref"], ev["order_ref"]))
+        # the read goes out with the event (its reference while idle, then the key)
+        idle = Signal()                     # the FSM is in IDLE (the select is not `ready`)
         m.d.comb += [
-            mem.req.p.addr.eq(reference_hash(key, self._bucket_bits)),
+            mem.req.p.addr.eq(Mux(idle, reference_hash(i.p["order_ref"], self._bucket_bits),
+                                  reference_hash(key, self._bucket_bits))),
             mem.req.p.data.eq(wbucket),
         ]
 
-        def put(way, value):
-            """wbucket <= bucket with ``way`` replaced by ``value``."""
-            for w in range(ways):
-                m.d.sync += wbucket[w].eq(Mux(way == w, value, bucket[w]))
-
-        # subscription read address: the incoming event while idle, then held
-        m.d.comb += sub_rp.addr.eq(Mux(i.ready, i.p["stock_locate"],
+        # subscription read address: the incoming event while idle, then held; the entry is
+        # registered before it is used
+        m.d.comb += sub_rp.addr.eq(Mux(idle, i.p["stock_locate"],
                                        ev["stock_locate"])[:self._locate_bits])
-        sub = sub_rp.data
+        sub = Signal(SubscriptionEntry)
+        m.d.sync += sub.eq(sub_rp.data)
 
         with m.If(o.ready):
             m.d.sync += o.valid.eq(0)
+        emit_ok = Signal()
+        m.d.comb += emit_ok.eq(~o.valid | o.ready)
+        op_n = Signal(BookOp)               # `op` as DECIDE leaves it
+        m.d.comb += op_n.eq(op)
+        sent = Signal()                     # DECIDE sent `op` already
+        wanted = Signal()                   # `op` has something for the book
+        m.d.comb += wanted.eq(op.reduce | op.add | op.invalidate)
 
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += idle.eq(1)
                 with m.If(self.subscribe.valid):
                     m.d.comb += [
                         self.subscribe.ready.eq(1),
@@ -230,101 +262,119 @@ class OrderTable(wiring.Component):
                         sub_wp.en.eq((self.subscribe.p.stock_locate >> self._locate_bits) == 0),
                     ]
                 with m.Else():
-                    m.d.comb += i.ready.eq(1)
-                    with m.If(i.valid):
+                    m.d.comb += [i.ready.eq(mem.req.ready),
+                                 mem.req.valid.eq(i.valid), mem.req.p.write.eq(0)]
+                    with m.If(i.valid & mem.req.ready):
                         m.d.sync += [
                             ev.eq(i.p),
                             phase2.eq(0),
                             locate_ok.eq((i.p["stock_locate"] >> self._locate_bits) == 0),
+                            zero_shares.eq(i.p["shares"] == 0),
                         ]
                         count("events")
-                        m.next = "SUBSCRIPTION"
+                        m.next = "DECIDE"
 
-            with m.State("SUBSCRIPTION"):
-                m.d.sync += [
-                    op.eq(0),
-                    op.kind.eq(ev["kind"]),
-                    op.slot.eq(sub.slot),
-                    op.stock_locate.eq(ev["stock_locate"]),
-                    op.side.eq(ev["side"]),
-                    op.ingress.eq(ev["ingress"]),
-                ]
-                book_kind = Cat(*(ev["kind"] == k for k in BOOK_KINDS)).any()
-                with m.If(~book_kind):
-                    count("ignored")
-                    m.next = "IDLE"
-                with m.Elif(~locate_ok | ~sub.enable):
-                    count("unsubscribed")
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "READ"
-
-            with m.State("READ"):
+            with m.State("READ"):            # a replace's new reference
                 m.d.comb += [mem.req.valid.eq(1), mem.req.p.write.eq(0)]
                 with m.If(mem.req.ready):
                     m.next = "DECIDE"
 
-            with m.State("DECIDE"):
+            with m.State("DECIDE"):         # waits for the bucket's registers
                 kind = ev["kind"]
                 shares = ev["shares"]
-                with m.If(mem.resp.valid):
-                    with m.If(phase2 | (kind == EventKind.Add)):
-                        new = Signal(OrderEntry)
-                        m.d.comb += [
-                            new.valid.eq(1),
-                            new.order_ref.eq(key),
-                            new.price.eq(ev["price"]),
-                            new.shares.eq(shares),
-                        ]
-                        with m.If(phase2):      # a replace keeps the old order's symbol, side
-                            m.d.comb += [new.side.eq(op.side), new.slot.eq(op.slot),
-                                         new.stock_locate.eq(op.stock_locate)]
-                        with m.Else():
-                            m.d.comb += [new.side.eq(ev["side"]), new.slot.eq(op.slot),
-                                         new.stock_locate.eq(ev["stock_locate"])]
-                        with m.If(hit):
-                            count("duplicate_add")
-                            m.next = "EMIT"
-                        with m.Elif(shares == 0):
-                            count("zero_shares")
-                            m.next = "EMIT"
-                        with m.Elif(~has_free):
-                            count("table_full")
-                            m.d.sync += op.invalidate.eq(1)
-                            m.next = "EMIT"
-                        with m.Else():
-                            put(free_way, new)
-                            m.d.sync += [op.add.eq(1), op.add_price.eq(ev["price"]),
-                                         op.add_shares.eq(shares)]
-                            self._occupancy(m, +1)
-                            m.next = "WRITE"
-                    with m.Elif(~hit):
-                        count("unknown_reference")
-                        m.d.sync += [op.invalidate.eq(1), op.side.eq(0)]
+                # the op as decided (`op_n`) goes out from here when it is final and the output
+                # is free; the bucket is written in WRITE, the cycle after
+                with m.If(~phase2):
+                    m.d.comb += [
+                        op_n.eq(0),
+                        op_n.kind.eq(ev["kind"]),
+                        op_n.slot.eq(sub.slot),
+                        op_n.stock_locate.eq(ev["stock_locate"]),
+                        op_n.side.eq(ev["side"]),
+                        op_n.ingress.eq(ev["ingress"]),
+                    ]
+                with m.If(have):
+                    m.d.sync += op.eq(op_n)
+                book_kind = Cat(*(kind == k for k in BOOK_KINDS)).any()
+                final = Signal()            # no second half follows
+                m.d.comb += final.eq(1)
+                with m.If(~have):
+                    m.d.comb += final.eq(0)
+                with m.Elif(~phase2 & ~book_kind):
+                    m.d.comb += final.eq(0)
+                    count("ignored")
+                    m.next = "IDLE"
+                with m.Elif(~phase2 & (~locate_ok | ~sub.enable)):
+                    m.d.comb += final.eq(0)
+                    count("unsubscribed")
+                    m.next = "IDLE"
+                with m.Elif(phase2 | (kind == EventKind.Add)):
+                    new = Signal(OrderEntry)
+                    m.d.comb += [
+                        new.valid.eq(1),
+                        new.order_ref.eq(key),
+                        new.price.eq(ev["price"]),
+                        new.shares.eq(shares),
+                    ]
+                    with m.If(phase2):      # a replace keeps the old order's symbol, side
+                        m.d.comb += [new.side.eq(op.side), new.slot.eq(op.slot),
+                                     new.stock_locate.eq(op.stock_locate)]
+                    with m.Else():
+                        m.d.comb += [new.side.eq(ev["side"]), new.slot.eq(sub.slot),
+                                     new.stock_locate.eq(ev["stock_locate"])]
+                    with m.If(hit):
+                        count("duplicate_add")
+                        m.next = "EMIT"
+                    with m.Elif(zero_shares):
+                        count("zero_shares")
+                        m.next = "EMIT"
+                    with m.Elif(~has_free):
+                        count("table_full")
+                        m.d.comb += op_n.invalidate.eq(1)
                         m.next = "EMIT"
                     with m.Else():
-                        m.d.sync += [
-                            op.reduce.eq(1),
-                            op.reduce_price.eq(entry.price),
-                            op.slot.eq(entry.slot),
-                            op.stock_locate.eq(entry.stock_locate),
-                            op.side.eq(entry.side),
-                        ]
-                        partial = ((kind != EventKind.Delete) & (kind != EventKind.Replace)
-                                   & (shares < entry.shares))
-                        with m.If(partial):
-                            left = Signal(OrderEntry)
-                            m.d.comb += [left.eq(entry), left.shares.eq(entry.shares - shares)]
-                            put(hit_way, left)
-                            m.d.sync += op.reduce_shares.eq(shares)
-                        with m.Else():
-                            put(hit_way, Signal(OrderEntry))   # a free way
-                            m.d.sync += [op.reduce_shares.eq(entry.shares), op.remove.eq(1)]
-                            self._occupancy(m, -1)
-                            with m.If((kind != EventKind.Delete) & (kind != EventKind.Replace)
-                                      & (shares > entry.shares)):
-                                count("overfill")
+                        for w in range(ways):
+                            with m.If(free_1h[w]):
+                                m.d.sync += wbucket[w].eq(new)
+                        m.d.comb += [op_n.add.eq(1), op_n.add_price.eq(ev["price"]),
+                                     op_n.add_shares.eq(shares)]
+                        self._occupancy(m, +1)
                         m.next = "WRITE"
+                with m.Elif(~hit):
+                    count("unknown_reference")
+                    m.d.comb += [op_n.invalidate.eq(1), op_n.side.eq(0)]
+                    m.next = "EMIT"
+                with m.Else():
+                    m.d.comb += [
+                        op_n.reduce.eq(1),
+                        op_n.reduce_price.eq(entry.price),
+                        op_n.slot.eq(entry.slot),
+                        op_n.stock_locate.eq(entry.stock_locate),
+                        op_n.side.eq(entry.side),
+                    ]
+                    with m.If(kind == EventKind.Replace):
+                        m.d.comb += final.eq(0)
+                    whole = (kind == EventKind.Delete) | (kind == EventKind.Replace)
+                    with m.If(~whole & (fewer & hit_1h).any()):
+                        for w in range(ways):
+                            with m.If(hit_1h[w]):
+                                m.d.sync += wbucket[w].shares.eq(left[w])
+                        m.d.comb += op_n.reduce_shares.eq(shares)
+                    with m.Else():
+                        for w in range(ways):
+                            with m.If(hit_1h[w]):
+                                m.d.sync += wbucket[w].eq(0)        # a free way
+                        m.d.comb += [op_n.reduce_shares.eq(entry.shares), op_n.remove.eq(1)]
+                        self._occupancy(m, -1)
+                        with m.If(~whole & (more & hit_1h).any()):
+                            count("overfill")
+                    m.next = "WRITE"
+                wanted_n = op_n.reduce | op_n.add | op_n.invalidate
+                with m.If(final & wanted_n & emit_ok):
+                    m.d.sync += [o.valid.eq(1), o.p.eq(op_n), sent.eq(1)]
+                    count("ops")
+                with m.Else():
+                    m.d.sync += sent.eq(0)
 
             with m.State("WRITE"):
                 m.d.comb += [mem.req.valid.eq(1), mem.req.p.write.eq(1)]
@@ -332,12 +382,18 @@ class OrderTable(wiring.Component):
                     with m.If((ev["kind"] == EventKind.Replace) & ~phase2):
                         m.d.sync += phase2.eq(1)
                         m.next = "READ"
+                    with m.Elif(sent):
+                        m.next = "IDLE"
+                    with m.Elif(emit_ok):
+                        m.d.sync += [o.valid.eq(1), o.p.eq(op)]
+                        count("ops")
+                        m.next = "IDLE"
                     with m.Else():
                         m.next = "EMIT"
 
             with m.State("EMIT"):
-                with m.If(op.reduce | op.add | op.invalidate):
-                    with m.If(~o.valid | o.ready):
+                with m.If(wanted & ~sent):
+                    with m.If(emit_ok):
                         m.d.sync += [o.valid.eq(1), o.p.eq(op)]
                         count("ops")
                         m.next = "IDLE"

@@ -126,3 +126,40 @@ def test_parameters_are_checked():
     with pytest.raises(ValueError):
         OrderTable(slots=300)
     assert OrderTable(capacity=4096, ways=8).bucket_bits == 9
+
+
+def test_cycle_cost_per_event():
+    """An op is valid 4 cycles after its event was taken (9 for a replace: a second bucket)."""
+    add = {**zero_event(), "kind": EventKind.Add, "stock_locate": 1, "order_ref": 7,
+           "price": 100, "shares": 5}
+    replace = {**zero_event(), "kind": EventKind.Replace, "stock_locate": 1, "order_ref": 7,
+               "new_order_ref": 9, "price": 101, "shares": 5}
+    dut = OrderTableUnit(capacity=64, ways=4, slots=1, locate_bits=2)
+    taken, valid = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o_stream.ready, 1)
+        cycle = 0
+        for ev in (add, replace):
+            ctx.set(dut.i_stream.valid, 1)
+            ctx.set(dut.i_stream.payload, {**ev, "ingress": 0})
+            while True:
+                ready = ctx.get(dut.i_stream.ready)
+                await ctx.tick()
+                cycle += 1
+                if ready:
+                    break
+            taken.append(cycle - 1)
+            ctx.set(dut.i_stream.valid, 0)
+            while not ctx.get(dut.o_stream.valid):
+                await ctx.tick()
+                cycle += 1
+            valid.append(cycle)
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert [v - t for t, v in zip(taken, valid)] == [4, 9]
