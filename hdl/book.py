@@ -7,10 +7,14 @@ better ones stay, the rest shift by one towards the back for an insert or the fr
 removal) and writes it back: the "shift" is one cycle wide, not one cycle per level. A second,
 small memory holds each side's best (price, shares) so the other side's BBO needs no full row.
 
-Cycle cost per :class:`~tickpath.protocol.bookfeed.BookOp`: accept, pass, finish = 3 cycles
-(4 when it both reduces and adds, as a replace does); its update is valid 3 (4) cycles after the
-op was taken. A row is ``levels x 80 + 32`` bits wide: 512 rows of 16 levels (256 symbols) is
-about 0.66 Mbit.
+Cycle cost per :class:`~tickpath.protocol.bookfeed.BookOp`: accept (the rows are read), load
+(their read data into registers), compare (every level's flags against the op's price,
+registered), apply (the new row from those flags, written back, and its update sent): the
+update is valid 4 cycles after the op was taken, 6 when it both reduces and adds (a replace:
+compare and apply twice). Whether the top ``depth`` levels changed is derived from the
+compares (the changed level's index, and for a replace whether the add put back what the
+reduce took), not from comparing the rows. A row is ``levels x 80 + 32`` bits wide: 512 rows
+of 16 levels (256 symbols) is about 0.66 Mbit.
 
 Too many levels: inserting a new price into a full side (``levels`` held) drops the worst level
 (or the new one, when it is the worst), counts ``level_overflow`` and flags the symbol invalid;
@@ -121,40 +125,79 @@ class Book(wiring.Component):
         op       = Signal(BookOp)
         is_query = Signal()
         row      = Signal(Row)                  # the row being worked on
-        original = Signal(data.ArrayLayout(Level, N))
         other    = Signal(Best)
         overflow = Signal()
         missing  = Signal()
+        second   = Signal()                     # the add pass of an op that reduces and adds
 
         def count(name):
             counter = getattr(self, name)
             m.d.sync += counter.eq(counter + 1)
 
-        # --- one pass: apply an add or a reduce to `row_in`, giving `row_out` ---------------
-        row_in   = Signal(Row)
-        row_out  = Signal(Row)
-        do_add   = Signal()
-        price    = Signal(32)
-        shares   = Signal(32)
-        pass_overflow = Signal()
-        pass_missing  = Signal()
-        present = Signal(L)
-        better  = Signal(L)
-        equal   = Signal(L)
+        # --- one pass: an add or a reduce on `row`, compared (CMP) then applied (APPLY) ------
+        # CMP registers what every level says about the pass's price; APPLY builds `row_out`
+        # from those flags alone, so neither stage has a compare in front of a wide select.
+        do_add = Signal()
+        price  = Signal(32)
+        shares = Signal(32)
+        m.d.comb += [
+            do_add.eq(second | ~op.reduce),
+            price.eq(Mux(do_add, op.add_price, op.reduce_price)),
+            shares.eq(Mux(do_add, op.add_shares, op.reduce_shares)),
+        ]
         bid = ~op.side
-        lv = row_in.levels
+        lv = row.levels
+        present = Signal(L)
+        c_better = Signal(L)
+        c_equal  = Signal(L)
         for k in range(L):
             m.d.comb += [
-                present[k].eq(k < row_in.count),
-                better[k].eq(present[k] & Mux(bid, lv[k].price > price, lv[k].price < price)),
-                equal[k].eq(present[k] & (lv[k].price == price)),
+                present[k].eq(row.count > k),
+                c_better[k].eq(present[k] & Mux(bid, lv[k].price > price, lv[k].price < price)),
+                c_equal[k].eq(present[k] & (lv[k].price == price)),
             ]
-        at = Signal(L)                          # one-hot: the first level not better
+        c_at = Signal(L)                        # one-hot: the first level not better
         for k in range(L):
-            m.d.comb += at[k].eq(~better[k] & (better[k - 1] if k else 1))
-        found = equal.any()
-        full = row_in.count == L
-        m.d.comb += row_out.eq(row_in)
+            m.d.comb += c_at[k].eq(~c_better[k] & (c_better[k - 1] if k else 1))
+        c_gone = Signal()                       # the equal level's orders == remove
+        c_same = Signal()                       # the equal level's shares == add_shares
+        m.d.comb += [
+            c_gone.eq(Cat(c_equal[k] & (lv[k].orders == op.remove) for k in range(L)).any()),
+            c_same.eq(Cat(c_equal[k] & (lv[k].shares == op.add_shares)
+                          for k in range(L)).any()),
+        ]
+        # the pass changes the top N levels (exactly: adjacent levels differ in price, a
+        # present level holds at least one order)
+        c_changed = Signal()
+        top_equal, top_at = c_equal[:N].any(), c_at[:N].any()
+        m.d.comb += c_changed.eq(Mux(do_add, Mux(c_equal.any(), top_equal, top_at),
+                                     top_equal & (c_gone | op.remove
+                                                  | (op.reduce_shares != 0))))
+        better  = Signal(L)
+        equal   = Signal(L)
+        at      = Signal(L)
+        found   = Signal()
+        full    = Signal()
+        gone    = Signal()
+        same    = Signal()
+        changed = Signal()
+        m.d.sync += [better.eq(c_better), equal.eq(c_equal), at.eq(c_at),
+                     found.eq(c_equal.any()), full.eq(row.count == L), gone.eq(c_gone),
+                     same.eq(c_same), changed.eq(c_changed)]
+        # the reduce pass's flags, kept for the add pass: whether the add undoes the reduce
+        found1, gone1, same1, changed1 = (Signal(name=n) for n in
+                                          ("found1", "gone1", "same1", "changed1"))
+        same_price  = Signal()                  # reduce_price == add_price
+        same_shares = Signal()                  # reduce_shares == add_shares
+
+        row_out = Signal(Row)
+        pass_overflow = Signal()
+        pass_missing  = Signal()
+        # plain expressions: Icarus does not evaluate an `always @*` block whose inputs never
+        # change, and these may not (a stream of adds to rows that never fill)
+        m.d.comb += [pass_overflow.eq(do_add & ~found & full),
+                     pass_missing.eq(~do_add & ~found)]
+        m.d.comb += row_out.eq(row)
         new_level = Signal(Level)
         m.d.comb += [new_level.price.eq(price), new_level.shares.eq(shares),
                      new_level.orders.eq(1)]
@@ -165,10 +208,8 @@ class Book(wiring.Component):
                         m.d.comb += [row_out.levels[k].shares.eq(lv[k].shares + shares),
                                      row_out.levels[k].orders.eq(lv[k].orders + 1)]
             with m.Else():
-                with m.If(full):
-                    m.d.comb += pass_overflow.eq(1)
-                with m.Else():
-                    m.d.comb += row_out.count.eq(row_in.count + 1)
+                with m.If(~full):
+                    m.d.comb += row_out.count.eq(row.count + 1)
                 for k in range(L):
                     with m.If(at[k]):
                         m.d.comb += row_out.levels[k].eq(new_level)
@@ -176,12 +217,8 @@ class Book(wiring.Component):
                         m.d.comb += row_out.levels[k].eq(lv[k - 1] if k else 0)
         with m.Else():
             with m.If(found):
-                gone = Signal()
-                for k in range(L):
-                    with m.If(equal[k]):
-                        m.d.comb += gone.eq(lv[k].orders == op.remove)
                 with m.If(gone):
-                    m.d.comb += row_out.count.eq(row_in.count - 1)
+                    m.d.comb += row_out.count.eq(row.count - 1)
                     for k in range(L):
                         with m.If(~better[k]):
                             m.d.comb += row_out.levels[k].eq(lv[k + 1] if k + 1 < L else 0)
@@ -192,8 +229,14 @@ class Book(wiring.Component):
                                 row_out.levels[k].shares.eq(lv[k].shares - op.reduce_shares),
                                 row_out.levels[k].orders.eq(lv[k].orders - op.remove),
                             ]
-            with m.Else():
-                m.d.comb += pass_missing.eq(1)
+
+        # the top N changed over the op: after two passes, unless the add put back what the
+        # reduce took (same price, and the same shares on a level that stays or goes)
+        undone = Signal()
+        m.d.comb += undone.eq(same_price & found1 & op.remove
+                              & Mux(gone1, same1, same_shares))
+        changed_op = Signal()
+        m.d.comb += changed_op.eq(Mux(second, (changed1 | changed) & ~undone, changed))
 
         # --- control ----------------------------------------------------------------------
         with m.If(o.ready):
@@ -204,6 +247,25 @@ class Book(wiring.Component):
         m.d.comb += [row_rp.addr.eq(addr), best_rp.addr.eq(other_addr),
                      row_wp.addr.eq(Cat(op.side, op.slot)),
                      best_wp.addr.eq(Cat(op.side, op.slot))]
+
+        was_invalid = Signal()                  # the slot's flag when the op was loaded
+        changed_r   = Signal()                  # the op changed the top N (for FINISH)
+
+        def finish(result, emit, now_invalid, op_overflow, op_missing):
+            """Write ``result`` back, update the flags, emit when ``emit``; to IDLE."""
+            m.d.comb += [row_wp.data.eq(result), row_wp.en.eq(~is_query),
+                         best_wp.data.price.eq(result.levels[0].price),
+                         best_wp.data.shares.eq(result.levels[0].shares),
+                         best_wp.en.eq(~is_query)]
+            m.d.sync += self.invalid.bit_select(op.slot, 1).eq(now_invalid)
+            with m.If(op_overflow):
+                count("level_overflow")
+            with m.If(op_missing):
+                count("level_missing")
+            with m.If(emit):
+                count("updates")
+                self._emit(m, op, result, other, now_invalid)
+            m.next = "IDLE"
 
         with m.FSM():
             with m.State("IDLE"):
@@ -219,61 +281,56 @@ class Book(wiring.Component):
                     m.d.sync += [op.eq(0), op.kind.eq(EventKind.Other),
                                  op.slot.eq(self.query.p.slot), op.side.eq(self.query.p.side),
                                  op.ingress.eq(self.cycle), is_query.eq(1)]
-                    m.next = "PASS1"
+                    m.next = "LOAD"
                 with m.Else():
                     m.d.comb += i.ready.eq(1)
                     with m.If(i.valid):
                         m.d.sync += [op.eq(i.p), is_query.eq(0)]
                         count("ops")
-                        m.next = "PASS1"
+                        m.next = "LOAD"
 
-            with m.State("PASS1"):
-                m.d.comb += [
-                    row_in.eq(row_rp.data),
-                    do_add.eq(~op.reduce),
-                    price.eq(Mux(op.reduce, op.reduce_price, op.add_price)),
-                    shares.eq(Mux(op.reduce, op.reduce_shares, op.add_shares)),
-                ]
+            with m.State("LOAD"):           # the rows' read data, straight into registers
                 m.d.sync += [
-                    original.eq(row_rp.data.levels.as_value()[:N * Level.size]),
-                    other.eq(best_rp.data),
-                    row.eq(Mux(op.reduce | op.add, row_out, row_rp.data)),
+                    row.eq(row_rp.data),
                     row.stock_locate.eq(Mux(is_query, row_rp.data.stock_locate,
                                             op.stock_locate)),
-                    overflow.eq((op.reduce | op.add) & pass_overflow),
-                    missing.eq((op.reduce | op.add) & pass_missing),
+                    other.eq(best_rp.data),
+                    overflow.eq(0), missing.eq(0), second.eq(0), changed_r.eq(0),
+                    was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
+                    same_price.eq(op.reduce_price == op.add_price),
+                    same_shares.eq(op.reduce_shares == op.add_shares),
                 ]
-                with m.If(op.reduce & op.add):
-                    m.next = "PASS2"
+                with m.If(~is_query & (op.reduce | op.add)):
+                    m.next = "CMP"
                 with m.Else():
                     m.next = "FINISH"
 
-            with m.State("PASS2"):
-                m.d.comb += [row_in.eq(row), do_add.eq(1),
-                             price.eq(op.add_price), shares.eq(op.add_shares)]
+            with m.State("CMP"):
+                m.next = "APPLY"
+
+            with m.State("APPLY"):
                 m.d.sync += [row.eq(row_out), overflow.eq(overflow | pass_overflow),
                              missing.eq(missing | pass_missing)]
-                m.next = "FINISH"
+                with m.If(op.reduce & op.add & ~second):
+                    m.d.sync += [second.eq(1), found1.eq(found), gone1.eq(gone),
+                                 same1.eq(same), changed1.eq(changed)]
+                    m.next = "CMP"
+                with m.Else():
+                    op_overflow = overflow | pass_overflow
+                    op_missing = missing | pass_missing
+                    now_invalid = was_invalid | op.invalidate | op_overflow | op_missing
+                    emit = changed_op | (now_invalid & ~was_invalid)
+                    with m.If(~o.valid | o.ready | ~emit):
+                        finish(row_out, emit, now_invalid, op_overflow, op_missing)
+                    with m.Else():
+                        m.d.sync += changed_r.eq(changed_op)
+                        m.next = "FINISH"
 
-            with m.State("FINISH"):
-                was_invalid = self.invalid.bit_select(op.slot, 1)
+            with m.State("FINISH"):         # as it stands in `row`, waiting for the output
                 now_invalid = was_invalid | op.invalidate | overflow | missing
-                top = row.levels.as_value()[:N * Level.size]
-                emit = is_query | (top != original.as_value()) | (now_invalid & ~was_invalid)
+                emit = is_query | changed_r | (now_invalid & ~was_invalid)
                 with m.If(~o.valid | o.ready | ~emit):
-                    m.d.comb += [row_wp.data.eq(row), row_wp.en.eq(~is_query),
-                                 best_wp.data.price.eq(row.levels[0].price),
-                                 best_wp.data.shares.eq(row.levels[0].shares),
-                                 best_wp.en.eq(~is_query)]
-                    m.d.sync += self.invalid.bit_select(op.slot, 1).eq(now_invalid)
-                    with m.If(overflow):
-                        count("level_overflow")
-                    with m.If(missing):
-                        count("level_missing")
-                    with m.If(emit):
-                        count("updates")
-                        self._emit(m, op, row, other, now_invalid)
-                    m.next = "IDLE"
+                    finish(row, emit, now_invalid, overflow, missing)
         return m
 
     def _emit(self, m, op, row, other, invalid):

@@ -123,7 +123,7 @@ def test_flags_missing_levels_query_and_clear():
 
 
 def test_cycle_cost_per_op():
-    """An update is valid 3 cycles after its op was taken (4 for reduce + add)."""
+    """An update is valid 4 cycles after its op was taken (6 for reduce + add)."""
     params = {"slots": 1, "levels": 4, "depth": 2}
     model = FeedBookModel(capacity=64, ways=4, locate_bits=2, **params)
     add = {"kind": EventKind.Add, "slot": 0, "stock_locate": 1, "side": 0, "reduce": 0,
@@ -132,4 +132,39 @@ def test_cycle_cost_per_op():
     replace = {**add, "kind": EventKind.Replace, "reduce": 1, "remove": 1,
                "reduce_price": 100, "reduce_shares": 5, "add_price": 101}
     stamps = run_book([add, replace], model, **params)
-    assert [e - i for i, e in stamps] == [3, 4]
+    assert [e - i for i, e in stamps] == [4, 6]
+
+
+def test_updates_only_when_the_top_changes():
+    """Replaces that put back what they took, changes below the top N, zero-share reduces:
+    an update exactly when the model sends one (the book derives "changed" from its compares)."""
+    params = {"slots": 1, "levels": 4, "depth": 2}
+    model = FeedBookModel(capacity=64, ways=4, locate_bits=2, **params)
+    base = {"kind": EventKind.Add, "slot": 0, "stock_locate": 1, "side": 0, "reduce": 0,
+            "remove": 0, "add": 1, "invalidate": 0, "reduce_price": 0, "reduce_shares": 0,
+            "add_price": 0, "add_shares": 0}
+
+    def add(price, shares):
+        return {**base, "add_price": price, "add_shares": shares}
+
+    def replace(old_price, old_shares, price, shares):
+        return {**base, "kind": EventKind.Replace, "reduce": 1, "remove": 1,
+                "reduce_price": old_price, "reduce_shares": old_shares,
+                "add_price": price, "add_shares": shares}
+
+    def execute(price, shares, remove=0):
+        return {**base, "kind": EventKind.Execute, "add": 0, "reduce": 1, "remove": remove,
+                "reduce_price": price, "reduce_shares": shares}
+
+    ops = [add(100, 5), add(100, 7), add(99, 3), add(98, 4), add(97, 1),
+           replace(100, 5, 100, 5),         # level of two orders, put back: nothing
+           replace(99, 3, 99, 3),           # a one-order level, put back: nothing
+           replace(99, 3, 99, 4),           # ... with other shares: an update
+           replace(98, 4, 98, 4),           # below the top 2: nothing
+           replace(98, 4, 101, 4),          # from below the top to the best: an update
+           execute(100, 0),                 # zero shares, the order stays: nothing
+           execute(97, 1),                  # below the top: nothing
+           execute(101, 4, remove=1),       # the best level goes: an update
+           replace(100, 5, 96, 5)]          # from the best to below: an update
+    run_book(ops, model, stall_probability=0.3, seed=3, **params)
+    assert model.counters["book_updates"] < len(ops)
