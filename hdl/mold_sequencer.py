@@ -47,8 +47,9 @@ class _State(enum.Enum, shape=3):
 class MoldSequencer(wiring.Component):
     """Sequence MoldUDP64 packets into ITCH messages.
 
-    One input byte a cycle while the output can take a beat (``i_stream.ready`` is
-    ``~o_stream.valid | o_stream.ready``). A message byte leaves the cycle after it arrives.
+    One input byte a cycle while the output's skid register is empty (``i_stream.ready`` is
+    a flip-flop: a beat produced while ``o_stream`` is held waits in the skid register, and
+    input stops until it has moved on). A message byte leaves the cycle after it arrives.
     A header is acted on (state, counters) the cycle after its last byte, and its Gap event is
     loaded the cycle after that.
     Events are never waited for: a Gap event found while ``o_event`` still holds one that has
@@ -119,7 +120,11 @@ class MoldSequencer(wiring.Component):
         started = self.started
         expected = self.expected
 
-        m.d.comb += self.i_stream.ready.eq(~out.valid | out.ready)
+        # The output has a skid register behind it, so `ready` is a flip-flop (not the next
+        # block's `ready`, which would otherwise reach every enable here through `take`).
+        skid = Signal(MessageBeat)
+        skid_valid = Signal()
+        m.d.comb += self.i_stream.ready.eq(~skid_valid)
         take = Signal()
         m.d.comb += take.eq(self.i_stream.valid & self.i_stream.ready)
 
@@ -395,16 +400,20 @@ class MoldSequencer(wiring.Component):
         # --- output register ----------------------------------------------------------------
         emit_now = Signal()
         m.d.comb += emit_now.eq((state == _State.Data) & emit)
-        with m.If(take & emit_now):
-            m.d.sync += [
-                out.valid.eq(1),
-                out.p.data.eq(byte),
-                out.p.last.eq(blen_one | beat.last),
-                out.p.sequence.eq(expected),
-                out.p.ingress.eq(beat.ingress),
-            ]
-        with m.Elif(out.ready):
-            m.d.sync += out.valid.eq(0)
+        new_beat = Signal(MessageBeat)
+        m.d.comb += [
+            new_beat.data.eq(byte),
+            new_beat.last.eq(blen_one | beat.last),
+            new_beat.sequence.eq(expected),
+            new_beat.ingress.eq(beat.ingress),
+        ]
+        with m.If(~out.valid | out.ready):
+            with m.If(skid_valid):
+                m.d.sync += [out.valid.eq(1), out.p.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [out.valid.eq(take & emit_now), out.p.eq(new_beat)]
+        with m.Elif(take & emit_now):           # the output is held: the beat waits beside it
+            m.d.sync += [skid_valid.eq(1), skid.eq(new_beat)]
 
         # --- packet state -------------------------------------------------------------------
         next_state = Signal(_State)       # after a byte that does not end the packet
