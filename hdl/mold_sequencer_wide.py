@@ -61,8 +61,9 @@ FIFO_DEPTH = 256
 _SKID_DEPTH = 3
 _AHEAD_DEPTH = 3
 #: Output queue depth in entries (an entry is one output beat, or a full beat and its
-#: message's final tail).
-OUT_DEPTH = 16
+#: message's final tail); the parser fills it to ``OUT_DEPTH - 2`` and the realign stage's
+#: write in flight one more (16 entries of LUT RAM, and the output register).
+OUT_DEPTH = 17
 
 
 def _table(m, name, shape, inputs, fn):
@@ -307,11 +308,15 @@ class MoldSequencerWide(wiring.Component):
         # The parser decides; the realign stage, a cycle later, moves the bytes: it keeps
         # `carry`, rotates it with the beat the parser was on and writes the output queue, as
         # the parser's registered command says. The queue keeps room for that write.
+        # room: a write can be in flight and one more issued (the level grows by one a cycle
+        # at most, so the last cycle's level serves)
+        room     = Signal()
+        m.d.sync += room.eq(oq.level <= OUT_DEPTH - 3)
         go       = Signal()                  # the parser acts this cycle
         pop      = Signal()                  # ... and is done with the beat
         bad_now  = Signal()                  # ... and finds the packet malformed
         m.d.comb += [
-            go.eq(a.r_rdy & (oq.level < OUT_DEPTH - 1)),
+            go.eq(a.r_rdy & room),
             a.r_en.eq(go & pop),
         ]
 
