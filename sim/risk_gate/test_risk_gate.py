@@ -95,8 +95,10 @@ async def random_stream(dut, seed):
     await tb.set_kill(1 << p["firms"] | 1 << 1)                 # global and firm 1
     await tb.send(segments[6])
     await tb.set_kill(0)
-    await tb.write("deadman_cycles", 3_000)                     # armed, heartbeats keep it
+    # armed, heartbeats keep it (the heartbeat first: the cycles since the last one may be
+    # past the timeout already, and it would trip at once)
     await tb.write("heartbeat", 1)
+    await tb.write("deadman_cycles", 3_000)
     beat = cocotb.start_soon(heartbeats())
     await tb.send(segments[7])
     beat.cancel()
