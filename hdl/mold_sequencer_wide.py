@@ -96,6 +96,8 @@ def _first_lane(c):
 def _take_layout(width):
     """What the parser needs of one block length it may take from a beat (at one ``p``)."""
     return data.StructLayout({
+        "ge":         1,                     # p >= nbytes
+        "at_end":     1,                     # p == nbytes - 1
         "zero":       1,                     # the length is 0
         "fits":       1,                     # the message ends in this beat
         "length":     range(width + 1),      # ... and its length (its low bits)
@@ -215,12 +217,14 @@ class MoldSequencerWide(wiring.Component):
         # look-ahead: every block length the parser may take from this beat, with what follows
         # from it, computed before the parser sees the beat
         ahead_entry = data.StructLayout({"beat": entry,
-                                         "take": data.ArrayLayout(_take_layout(W), W)})
+                                         "take": data.ArrayLayout(_take_layout(W), W),
+                                         "n_le": W,            # bit e: nbytes <= e
+                                         "fits_held": W + 1})  # bit h: h + nbytes <= W
         m.submodules.ahead = a = fifo.SyncFIFOBuffered(width=ahead_entry.size,
                                                        depth=_AHEAD_DEPTH)
         m.d.comb += [
-            a.w_data.eq(Cat(q.r_data, self._lookahead(m, data.View(entry, q.r_data),
-                                                      q.r_en))),
+            a.w_data.eq(Cat(q.r_data, *self._lookahead(m, data.View(entry, q.r_data),
+                                                       q.r_en))),
             a.w_en.eq(q.r_rdy),
             q.r_en.eq(a.w_rdy & q.r_rdy),
             self.level.eq(big.level + q.level + a.level),
@@ -259,6 +263,7 @@ class MoldSequencerWide(wiring.Component):
         count       = Signal(16)
         end_in      = Signal(64)             # seq_in + count
         control     = Signal()               # count is 0 or END_OF_SESSION_COUNT
+        heartbeat   = Signal()               # count is 0
         reveal_end  = Signal(64)             # seq_in if `control`, else end_in
         bad         = Signal()               # the packet is malformed (counted at its end)
         have        = Signal()               # a session was latched
@@ -455,13 +460,13 @@ class MoldSequencerWide(wiring.Component):
         # first bytes into `carry`
         # small functions of `p`, `n` and the lengths, as LUTs, outside every condition; a
         # block's length and what follows from it come from the look-ahead stage
-        p_ge_n    = _table(m, "p_ge_n", 1, [p, n], lambda a, b: a >= b)
-        p_at_end  = _table(m, "p_at_end", 1, [p, n], lambda a, b: a == b - 1)
-        n_le_end  = _table(m, "n_le_end", 1, [n, end_lane], lambda a, b: a <= b)
-        fits_held = _table(m, "fits_held", 1, [held, n], lambda a, b: a + b <= W)
+        take      = ahead.take[p[:3]]
+        p_ge_n    = p[3] | take.ge             # p is at most W
+        p_at_end  = ~p[3] & take.at_end
+        n_le_end  = ahead.n_le.bit_select(end_lane, 1)
+        fits_held = ahead.fits_held.bit_select(held, 1)
         # the length at lane `p` (lane `p` + 2 is the message's first), or in LenLo (p = W - 1)
         # the one whose high byte ended the previous beat (lane 1 is the message's first)
-        take = ahead.take[p[:3]]
         m.d.comb += first_lane.eq(_table(m, "first_lane_p", range(W + 1), [p[:3]], _first_lane))
         shift_f    = _table(m, "shift_f", range(W), [p[:3]], lambda c: _first_lane(c) % W)
         held_f     = _table(m, "held_f", range(W + 1), [p[:3]], lambda c: W - _first_lane(c))
@@ -529,11 +534,10 @@ class MoldSequencerWide(wiring.Component):
                 take_length()
 
         # --- parser -------------------------------------------------------------------------
-        deliver = self._decide(m, go, sess_in, seq_in, count, end_in, control, reveal_end,
-                               state, have, cur,
-                               blocks_left, dup_left, eos_pending, eos_seq, gap_fire, gap_first,
-                               gap_count, first_emit, bump, blocks_zero, blocks_one, dup_zero,
-                               dup_one)
+        deliver = self._decide(m, go, sess_in, seq_in, count, end_in, control, heartbeat,
+                               reveal_end, state, have, cur, blocks_left, dup_left,
+                               eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit,
+                               bump, blocks_zero, blocks_one, dup_zero, dup_one)
         with m.If(go):
             with m.Switch(state):
                 with m.Case(_State.Hdr0):
@@ -556,6 +560,7 @@ class MoldSequencerWide(wiring.Component):
                                  count.eq(count_now),
                                  end_in.eq(seq_now + count_now),
                                  control.eq(control_now),
+                                 heartbeat.eq(count_now == 0),
                                  reveal_end.eq(Mux(control_now, seq_now, seq_now + count_now)),
                                  p.eq(HEADER_LENGTH % W)]
                     with m.If(n < 4):
@@ -628,8 +633,9 @@ class MoldSequencerWide(wiring.Component):
     def _lookahead(self, m, beat, taken):
         """Every block length the parser may take from ``beat``, and what follows from each:
         at ``p`` = ``c`` for ``c`` up to ``W - 2`` (lanes ``c``, ``c + 1``), and at ``W - 1``
-        in ``LenLo`` (the previous beat's last byte and lane 0). ``taken``: the beat moves on
-        (the next one's ``LenLo`` length takes its last byte)."""
+        in ``LenLo`` (the previous beat's last byte and lane 0); with where each ``p`` stands
+        against the beat's end, and ``nbytes`` against every ``end_lane`` and ``held``.
+        ``taken``: the beat moves on (the next one's ``LenLo`` length takes its last byte)."""
         W = self._width
         n = beat.nbytes
         lanes = [beat.data[8 * j:8 * j + 8] for j in range(W)]
@@ -644,6 +650,8 @@ class MoldSequencerWide(wiring.Component):
             avail = _table(m, f"avail{c}", range(W + 1), [n], lambda b, f=f: max(0, b - f))
             end = Signal(17, name=f"end{c}")     # its last byte, from the next beat's lane 0
             m.d.comb += [
+                t.ge.eq(_table(m, f"ge{c}", 1, [n], lambda b, c=c: c >= b)),
+                t.at_end.eq(_table(m, f"at_end{c}", 1, [n], lambda b, c=c: c == b - 1)),
                 end.eq(f + length - (W + 1)),
                 t.zero.eq(length == 0),
                 t.fits.eq((length[4:] == 0) & _table(m, f"fits{c}", 1, [length[:4], avail],
@@ -657,12 +665,18 @@ class MoldSequencerWide(wiring.Component):
                 t.end_lane.eq(end[:3]),
                 t.spill.eq((end[:3] >= f % W) if f % W else 0),
             ]
-        return takes
+        n_le = Signal(W)
+        fits_held = Signal(W + 1)
+        m.d.comb += [n_le[e].eq(_table(m, f"n_le{e}", 1, [n], lambda b, e=e: b <= e))
+                     for e in range(W)]
+        m.d.comb += [fits_held[h].eq(_table(m, f"fits_held{h}", 1, [n], lambda b, h=h: h + b <= W))
+                     for h in range(W + 1)]
+        return takes, n_le, fits_held
 
-    def _decide(self, m, go, sess_in, seq_in, count, end, control, reveal_end, state, have,
-                cur, blocks_left,
-                dup_left, eos_pending, eos_seq, gap_fire, gap_first, gap_count, first_emit,
-                bump, blocks_zero, blocks_one, dup_zero, dup_one):
+    def _decide(self, m, go, sess_in, seq_in, count, end, control, heartbeat, reveal_end,
+                state, have, cur, blocks_left, dup_left, eos_pending, eos_seq, gap_fire,
+                gap_first, gap_count, first_emit, bump, blocks_zero, blocks_one, dup_zero,
+                dup_one):
         """The header's decisions in two cycles: ``Compare`` registers every comparison of the
         header's fields with the sequencer's state; ``Decide`` acts on them. Returns whether
         the packet is delivered (its first block then starts in the ``Decide`` cycle)."""
@@ -718,7 +732,7 @@ class MoldSequencerWide(wiring.Component):
                     self.high.eq(hi),
                 ]
                 with m.If(control_r):
-                    with m.If(count == 0):
+                    with m.If(heartbeat):
                         bump("heartbeats")
                     with m.Else():
                         bump("end_of_session")
