@@ -21,10 +21,12 @@ Structure
   action is taken (an enter: its symbol; a cancel or replace: the symbol in the token table
   row, read as the token is checked) and seen straight off the read ports in the cycle after,
   so no action waits for them; the copy is written back (both rows) in ``DONE`` when it
-  changed. The best contra level is a combinational minimum over the working copy's entries
-  of one side. A mass cancel moving to an order of another symbol writes the copy back and
-  reads that symbol's rows (2 cycles). End of day marks every row empty (a bit per symbol,
-  ``row_live``, which a row read is masked with), so the memories need no clearing.
+  changed. The best contra level is found over the working registers' entries of one side
+  from every pair of prices compared at once (one comparator level, no chain), and whether the
+  aggressor crosses from each entry compared with the limit. A mass cancel moving to an order
+  of another symbol writes the copy back and reads that symbol's rows (2 cycles). End of day
+  marks every row empty (a bit per symbol, ``row_live``, which a row read is masked with), so
+  the memories need no clearing.
 
 Deviations from the model (none reachable while the host honours the bounds)
 * a day order (enter, or a replace that loses priority) whose price would need a new level
@@ -97,6 +99,20 @@ from .itch_out import (
 from .layouts import SHARES_WIDTH, level_layout, slot_layout, token_entry_layout
 
 __all__ = ["MatchingEngine"]
+
+
+def _hundredth(price):
+    """``price % 100 == 0`` for a 32-bit ``price`` without a divider: divisible by 4 (the low two
+    bits) and by 25, found by folding: ``2**20 == 1`` and ``2**10 == -1`` (mod 25) reduce the price
+    to a 12-bit number ``t`` of the same residue (1025 = 41 * 25 keeps it positive), which is a
+    multiple of 25 from a table."""
+    s = price[:20] + price[20:32]                           # 21 bits
+    t = s[:10] + s[20] + 1025 - s[10:20]                    # 2..2049
+    return (price[:2] == 0) & _multiple_of_25(t[:12])
+
+
+def _multiple_of_25(t):
+    return t.matches(*(format(k, f"0{len(t)}b") for k in range(0, 1 << len(t), 25)))
 
 
 class MatchingEngine(wiring.Component):
@@ -430,23 +446,48 @@ class MatchingEngine(wiring.Component):
         own = side_entries(cur_side, "own")
         contra = side_entries(~cur_side, "contra")
 
-        def acceptable(price):               # a contra price the aggressor may trade at
-            return market | Mux(cur_side == Side.Buy, price <= limit, price >= limit)
-
-        # best contra entry: a chain of registers-free stages, each a named signal (no tree)
-        chain = (contra[0][0], contra[0][1], contra[0][2], Const(0, LW))
-        for i, (valid, price, head, _) in enumerate(contra[1:], start=1):
-            better = Mux(cur_side == Side.Buy, price < chain[1], price > chain[1])
-            take = Signal(name=f"best_take_{i}")
-            m.d.comb += take.eq(valid & (~chain[0] | better))
-            stage = (Signal(name=f"best_valid_{i}"), Signal(32, name=f"best_price_{i}"),
-                     Signal(SW, name=f"best_head_{i}"), Signal(LW, name=f"best_entry_{i}"))
-            m.d.comb += [stage[0].eq(take | chain[0]),
-                         stage[1].eq(Mux(take, price, chain[1])),
-                         stage[2].eq(Mux(take, head, chain[2])),
-                         stage[3].eq(Mux(take, i, chain[3]))]
-            chain = stage
-        best_valid, best_price, best_head, _ = chain
+        # The contra searches read the working registers, not the view: they are used in
+        # MATCH_FIND, REPLACE and PS_LEVEL, never in a cycle a row is being read (`ld`).
+        # Per entry, whether it trades with the aggressor (each side against `limit`):
+        # a sell entry for a buyer at or below the limit, a buy entry for a seller at or above.
+        trades = []
+        for k in range(2 * L):
+            ok = Signal(name=f"trades_{k}")
+            reach = wk_price[k] <= limit if k >= L else wk_price[k] >= limit
+            m.d.comb += ok.eq(wk_valid[k] & (market | reach))
+            trades.append(ok)
+        # the aggressor crosses: some contra entry trades (then the best one does)
+        cross = Signal()
+        m.d.comb += cross.eq(Mux(cur_side == Side.Buy, Cat(*trades[L:]).any(),
+                                 Cat(*trades[:L]).any()))
+        # best entry of each side, one-hot, from every pair compared at once (no chain): the
+        # valid prices of a side are distinct, so entry i is best when every other valid entry
+        # j is worse (a buy side's highest price, a sell side's lowest)
+        best_head = Signal(SW)
+        side_best = []
+        for side in (0, 1):
+            base = side * L
+            below = {}                              # (i, j), i < j: price i < price j
+            for i in range(L):
+                for j in range(i + 1, L):
+                    lt = Signal(name=f"best_lt_{side}_{i}_{j}")
+                    m.d.comb += lt.eq(wk_price[base + i] < wk_price[base + j])
+                    below[i, j] = lt
+            head = 0
+            for i in range(L):
+                beats = []
+                for j in range(L):
+                    if j == i:
+                        continue
+                    lower = below[i, j] if i < j else ~below[j, i]
+                    better = lower if side == 1 else ~lower     # 1: Side.Sell
+                    beats.append(~wk_valid[base + j] | better)
+                win = Signal(name=f"best_win_{side}_{i}")
+                m.d.comb += win.eq(wk_valid[base + i] & Cat(*beats).all() if beats
+                                   else wk_valid[base + i])
+                head = head | Mux(win, wk_head[base + i], 0)
+            side_best.append(head)
+        m.d.comb += best_head.eq(Mux(cur_side == Side.Buy, side_best[1], side_best[0]))
 
         own_hit = Signal()
         own_hit_entry = Signal(LW)
@@ -461,12 +502,15 @@ class MatchingEngine(wiring.Component):
             free, free_entry = free | ~valid, Mux(~valid, i, free_entry)
         m.d.comb += [own_hit.eq(hit), own_hit_entry.eq(hit_entry),
                      own_free.eq(free), own_free_entry.eq(free_entry)]
+        # ... registered, for REST: the levels, side and limit do not change from REST_PREP on
+        own_hit_q, own_entry_q = Signal(), Signal(LW)
+        m.d.sync += [own_hit_q.eq(hit), own_entry_q.eq(Mux(hit, hit_entry, free_entry))]
 
         ps_index = ps_l[:LW] if L > 1 else 0
-        ps_valid, ps_price = Signal(), Signal(32)
         ps_head, ps_tail = Signal(SW), Signal(SW)
-        m.d.comb += [ps_valid.eq(Array(e[0] for e in contra)[ps_index]),
-                     ps_price.eq(Array(e[1] for e in contra)[ps_index]),
+        ps_ok = Signal()                            # contra entry `ps_l` trades
+        m.d.comb += [ps_ok.eq(Mux(cur_side == Side.Buy, Array(trades[L:])[ps_index],
+                                  Array(trades[:L])[ps_index])),
                      ps_head.eq(Array(e[2] for e in contra)[ps_index]),
                      ps_tail.eq(Array(e[3] for e in contra)[ps_index])]
 
@@ -475,7 +519,9 @@ class MatchingEngine(wiring.Component):
             return (shares == 0) | (shares > MAX_SHARES)
 
         def bad_price(price):
-            return (price < MIN_PRICE) | (price > MAX_PRICE) | (price % 100 != 0)
+            return (price < MIN_PRICE) | (price > MAX_PRICE) | ~_hundredth(price)
+
+        px_bad = Signal()                           # bad_price(a.price), registered with `a`
 
         def latch():
             """Copy the slot memories' read data (of ``ra`` last cycle) into ``r_*``."""
@@ -543,6 +589,7 @@ class MatchingEngine(wiring.Component):
                     p = self.i_stream.payload
                     m.d.sync += [clock.eq(clock + 1), u_pending.eq(0)]
                     m.d.sync += [ld.eq(1), wk_sym.eq(p.symbol[:YW])]    # the symbol's rows
+                    m.d.sync += px_bad.eq(bad_price(p.price))
                     m.d.sync += [
                         a.eq(p), cur_sym.eq(p.symbol[:YW]), cur_side.eq(p.side),
                         agg_tok.eq(p.order_id), agg_firm.eq(p.firm), left.eq(p.shares),
@@ -570,7 +617,7 @@ class MatchingEngine(wiring.Component):
                             reject(RejectReason.UnknownSymbol)
                         with m.Elif(bad_shares(a.shares)):
                             reject(RejectReason.InvalidShares)
-                        with m.Elif(~market & bad_price(a.price)):
+                        with m.Elif(~market & px_bad):
                             reject(RejectReason.InvalidPrice)
                         with m.Elif((a.min_qty != 0) & ((a.tif != TimeInForce.Ioc) |
                                                         (a.min_qty > a.shares))):
@@ -625,7 +672,7 @@ class MatchingEngine(wiring.Component):
                               symbol=cur_sym, shares=left, price=limit,
                               reason=CancelReason.ImmediateOrCancel)
                         m.next = "DONE"
-                with m.Elif(ps_valid & acceptable(ps_price)):
+                with m.Elif(ps_ok):
                     m.d.comb += ra.eq(ps_head)
                     m.d.sync += ps_cur.eq(ps_head)
                     m.next = "PS_WALK"
@@ -646,7 +693,7 @@ class MatchingEngine(wiring.Component):
 
             # --- matching loop --------------------------------------------------------------
             with m.State("MATCH_FIND"):
-                with m.If((left != 0) & best_valid & acceptable(best_price)):
+                with m.If((left != 0) & cross):
                     m.d.comb += ra.eq(best_head)
                     m.d.sync += r_slot.eq(best_head)
                     m.next = "MATCH_READ"
@@ -707,7 +754,7 @@ class MatchingEngine(wiring.Component):
 
             with m.State("REST"):
                 slot = rd_fs.data
-                entry = Mux(own_hit, own_hit_entry, own_free_entry)
+                entry = own_entry_q
                 index = Cat(entry[:LW] if L > 1 else Const(0, 0), cur_side)
                 m.d.comb += [
                     wr_slot.addr.eq(slot), wr_slot.en.eq(1),
@@ -725,7 +772,7 @@ class MatchingEngine(wiring.Component):
                 with m.Else():
                     itch_msg("A", symbol=cur_sym, ref=next_ref, shares=left, price=limit,
                              side=cur_side)
-                with m.If(own_hit):
+                with m.If(own_hit_q):
                     m.d.comb += [wr_qp.addr.eq(slot), wr_qp.data.eq(lv_tail[index]),
                                  wr_qp.en.eq(1),
                                  wr_qn.addr.eq(lv_tail[index]), wr_qn.data.eq(slot),
@@ -783,7 +830,7 @@ class MatchingEngine(wiring.Component):
                     with m.Elif(bad_shares(a.shares)):
                         reject(RejectReason.InvalidShares)
                         m.next = "DONE"
-                    with m.Elif(bad_price(a.price)):
+                    with m.Elif(px_bad):
                         reject(RejectReason.InvalidPrice)
                         m.next = "DONE"
                 with m.Else():
@@ -813,7 +860,7 @@ class MatchingEngine(wiring.Component):
                             unlink(r_slot, r, r_qn, r_qp, r_an, r_ap)
                             # ITCH: U when the new price does not reach the contra best,
                             # else D now, the fills' E, then A for a remainder
-                            with m.If(best_valid & acceptable(best_price)):
+                            with m.If(cross):
                                 itch_msg("D", symbol=r.symbol, ref=r.ref)
                             with m.Else():
                                 m.d.sync += [u_pending.eq(1), u_ref.eq(r.ref)]
