@@ -12,20 +12,28 @@ beats: each output beat is lanes ``s..7`` of one input beat (kept in a carry reg
 lanes ``0..s-1`` of the next.
 
 Pipeline: input FIFO (``FIFO_DEPTH`` beats: block RAM, a register stage, the look-ahead stage)
--> parser -> output queue (``OUT_DEPTH`` entries) -> output register. The look-ahead stage
-works on each beat alone, before the parser sees it: for every lane a block's length may start
-at (lanes 0 to 6, and the length split across the previous beat's end), it takes that length
-and registers what follows from it (zero, whole in the beat, the message's last lane and the
-beats to it, whether its last beat spills into two output beats). The parser then only selects
-by its lane ``p`` (no adder, no comparator on a length): it takes one beat a cycle and, in
-that cycle, ends the current message and starts the next (its first bytes into the carry). When a
-message's final beat completes two output beats (a full one, and the tail that spills past
-it: ``L`` bytes take ``ceil(L / 8)`` beats however they are aligned), both go into the
-output queue as one entry, read out one beat a cycle. The parser stays on a beat for extra
-cycles only for the header's decision (two a packet: the header's fields are compared with the
-sequencer's state, registered, then acted on), for a message of up to 6 bytes held whole in
-one beat, a zero-length block, a message cut short inside a beat, and a heartbeat's trailer
-check.
+-> parser -> realign stage -> output queue (``OUT_DEPTH`` entries) -> output register.
+
+* The look-ahead stage works on each beat alone, before the parser sees it: for every lane a
+  block's length may start at (lanes 0 to 6, and the length split across the previous beat's
+  end), it takes that length and registers what follows from it (zero, whole in the beat, the
+  message's last lane and the beats to it, whether its last beat spills into two output
+  beats), and where each lane stands against the beat's end.
+* The parser only selects by its lane ``p`` (no adder, no comparator on a length): it takes
+  one beat a cycle and, in that cycle, ends the current message and starts the next. It moves
+  no bytes: it registers a command for the realign stage.
+* The realign stage, a cycle later, keeps the carry (a message's bytes not yet sent), rotates
+  it with the beat the parser was on, and writes the output queue. When a message's final
+  beat completes two output beats (a full one, and the tail that spills past it: ``L`` bytes
+  take ``ceil(L / 8)`` beats however they are aligned), both go into the output queue as one
+  entry, read out one beat a cycle.
+
+The parser stays on a beat for extra cycles only for the header's decision (two a packet: the
+header's fields are compared with the sequencer's state, registered, then acted on), for a
+message of up to 6 bytes held whole in one beat, a zero-length block, a message cut short
+inside a beat, and a heartbeat's trailer check. ``expected`` and ``high`` follow a block's end
+a cycle later. The look-ahead FIFO and the realign stage lengthen the latency from input to
+output (``sim/feed_wide`` asserts throughput, not latency).
 
 Throughput: the parser takes ``beats + 2`` cycles a packet and the output ``ceil(L / 8)`` a
 message. For the ITCH mix (19 to 50 bytes) in full-size packets the output needs about 4% more
@@ -61,8 +69,9 @@ FIFO_DEPTH = 256
 _SKID_DEPTH = 3
 _AHEAD_DEPTH = 3
 #: Output queue depth in entries (an entry is one output beat, or a full beat and its
-#: message's final tail); the parser fills it to ``OUT_DEPTH - 2`` and the realign stage's
-#: write in flight one more (16 entries of LUT RAM, and the output register).
+#: message's final tail). 16 are used: the parser issues a write only when the queue has room
+#: for it and the realign stage's write in flight (16 entries of LUT RAM and the output
+#: register, so that the queue's own ``w_rdy`` is never needed).
 OUT_DEPTH = 17
 
 
@@ -312,15 +321,23 @@ class MoldSequencerWide(wiring.Component):
 
         # The parser decides; the realign stage, a cycle later, moves the bytes: it keeps
         # `carry`, rotates it with the beat the parser was on and writes the output queue, as
-        # the parser's registered command says. The queue keeps room for that write.
-        # room: a write can be in flight and one more issued (the level grows by one a cycle
-        # at most, so the last cycle's level serves)
+        # the parser's registered command says. The parser goes on when the queue has room for
+        # the write in flight and one more: `used` counts the queue's entries (its own level
+        # is an adder) and its bounds are registered.
+        used     = Signal(range(OUT_DEPTH + 1))
+        used_next = Signal.like(used)
+        room_one = Signal(init=1)            # used <= OUT_DEPTH - 2
+        room_two = Signal(init=1)            # used <= OUT_DEPTH - 3
         room     = Signal()
-        m.d.sync += room.eq(oq.level <= OUT_DEPTH - 3)
+        r_write  = Signal()                  # realign stage: the command (written below)
+        m.d.comb += used_next.eq(used + oq.w_en - (oq.r_en & oq.r_rdy))
+        m.d.sync += [used.eq(used_next), room_one.eq(used_next <= OUT_DEPTH - 2),
+                     room_two.eq(used_next <= OUT_DEPTH - 3)]
         go       = Signal()                  # the parser acts this cycle
         pop      = Signal()                  # ... and is done with the beat
         bad_now  = Signal()                  # ... and finds the packet malformed
         m.d.comb += [
+            room.eq(Mux(r_write, room_two, room_one)),
             go.eq(a.r_rdy & room),
             a.r_en.eq(go & pop),
         ]
@@ -335,7 +352,6 @@ class MoldSequencerWide(wiring.Component):
         keep     = Signal()                  # `carry` takes the beat from lane `shift` on
         first_lane = Signal(range(W + 1))    # the first lane of a block taken this cycle
 
-        r_write = Signal()                   # realign stage: the command
         r_flush = Signal()
         r_lift  = Signal()
         r_keep  = Signal()
