@@ -185,8 +185,7 @@ class Book(wiring.Component):
                      found.eq(c_equal.any()), full.eq(row.count == L), gone.eq(c_gone),
                      same.eq(c_same), changed.eq(c_changed)]
         # the reduce pass's flags, kept for the add pass: whether the add undoes the reduce
-        found1, gone1, same1, changed1 = (Signal(name=n) for n in
-                                          ("found1", "gone1", "same1", "changed1"))
+        changed1 = Signal()                     # the reduce pass changed the top N
         same_price  = Signal()                  # reduce_price == add_price
         same_shares = Signal()                  # reduce_shares == add_shares
 
@@ -232,9 +231,7 @@ class Book(wiring.Component):
 
         # the top N changed over the op: after two passes, unless the add put back what the
         # reduce took (same price, and the same shares on a level that stays or goes)
-        undone = Signal()
-        m.d.comb += undone.eq(same_price & found1 & op.remove
-                              & Mux(gone1, same1, same_shares))
+        undone = Signal()                       # registered with the reduce pass's flags
         changed_op = Signal()
         m.d.comb += changed_op.eq(Mux(second, (changed1 | changed) & ~undone, changed))
 
@@ -249,10 +246,10 @@ class Book(wiring.Component):
                      best_wp.addr.eq(Cat(op.side, op.slot))]
 
         was_invalid = Signal()                  # the slot's flag when the op was loaded
-        changed_r   = Signal()                  # the op changed the top N (for FINISH)
+        sent_invalid = Signal()                 # the flag an update waiting in SEND carries
 
-        def finish(result, emit, now_invalid, op_overflow, op_missing):
-            """Write ``result`` back, update the flags, emit when ``emit``; to IDLE."""
+        def finish(result, now_invalid, op_overflow, op_missing):
+            """Write ``result`` back, update the flag and the counters."""
             m.d.comb += [row_wp.data.eq(result), row_wp.en.eq(~is_query),
                          best_wp.data.price.eq(result.levels[0].price),
                          best_wp.data.shares.eq(result.levels[0].shares),
@@ -262,10 +259,22 @@ class Book(wiring.Component):
                 count("level_overflow")
             with m.If(op_missing):
                 count("level_missing")
-            with m.If(emit):
-                count("updates")
+
+        def send(result, emit, now_invalid):
+            """Send ``result``'s update when ``emit``; to IDLE, or to SEND while the output is
+            held. The payload loads whenever the output is free: only ``valid`` waits for
+            ``emit``, so the decision does not reach the payload's enables."""
+            with m.If(~o.valid | o.ready):
                 self._emit(m, op, result, other, now_invalid)
-            m.next = "IDLE"
+                m.d.sync += o.valid.eq(emit)
+                with m.If(emit):
+                    count("updates")
+                m.next = "IDLE"
+            with m.Elif(~emit):
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += sent_invalid.eq(now_invalid)
+                m.next = "SEND"
 
         with m.FSM():
             with m.State("IDLE"):
@@ -295,7 +304,7 @@ class Book(wiring.Component):
                     row.stock_locate.eq(Mux(is_query, row_rp.data.stock_locate,
                                             op.stock_locate)),
                     other.eq(best_rp.data),
-                    overflow.eq(0), missing.eq(0), second.eq(0), changed_r.eq(0),
+                    overflow.eq(0), missing.eq(0), second.eq(0),
                     was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
                     same_price.eq(op.reduce_price == op.add_price),
                     same_shares.eq(op.reduce_shares == op.add_shares),
@@ -312,25 +321,29 @@ class Book(wiring.Component):
                 m.d.sync += [row.eq(row_out), overflow.eq(overflow | pass_overflow),
                              missing.eq(missing | pass_missing)]
                 with m.If(op.reduce & op.add & ~second):
-                    m.d.sync += [second.eq(1), found1.eq(found), gone1.eq(gone),
-                                 same1.eq(same), changed1.eq(changed)]
+                    # the reduce pass's flags, and whether the add can put back what it took
+                    m.d.sync += [second.eq(1), changed1.eq(changed),
+                                 undone.eq(same_price & found & op.remove
+                                           & Mux(gone, same, same_shares))]
                     m.next = "CMP"
                 with m.Else():
                     op_overflow = overflow | pass_overflow
                     op_missing = missing | pass_missing
                     now_invalid = was_invalid | op.invalidate | op_overflow | op_missing
-                    emit = changed_op | (now_invalid & ~was_invalid)
-                    with m.If(~o.valid | o.ready | ~emit):
-                        finish(row_out, emit, now_invalid, op_overflow, op_missing)
-                    with m.Else():
-                        m.d.sync += changed_r.eq(changed_op)
-                        m.next = "FINISH"
+                    finish(row_out, now_invalid, op_overflow, op_missing)
+                    send(row_out, changed_op | (now_invalid & ~was_invalid), now_invalid)
 
-            with m.State("FINISH"):         # as it stands in `row`, waiting for the output
-                now_invalid = was_invalid | op.invalidate | overflow | missing
-                emit = is_query | changed_r | (now_invalid & ~was_invalid)
-                with m.If(~o.valid | o.ready | ~emit):
-                    finish(row, emit, now_invalid, overflow, missing)
+            with m.State("FINISH"):         # a query, or an op that touches no level
+                now_invalid = was_invalid | op.invalidate
+                finish(row, now_invalid, 0, 0)
+                send(row, is_query | (now_invalid & ~was_invalid), now_invalid)
+
+            with m.State("SEND"):           # the update waits for the output
+                with m.If(~o.valid | o.ready):
+                    self._emit(m, op, row, other, sent_invalid)
+                    m.d.sync += o.valid.eq(1)
+                    count("updates")
+                    m.next = "IDLE"
         return m
 
     def _emit(self, m, op, row, other, invalid):
@@ -338,7 +351,6 @@ class Book(wiring.Component):
         p = o.p
         best = row.levels[0]
         m.d.sync += [
-            o.valid.eq(1),
             p.kind.eq(op.kind), p.slot.eq(op.slot), p.stock_locate.eq(row.stock_locate),
             p.side.eq(op.side), p.invalid.eq(invalid), p.levels.eq(row.count),
             p.bid_price.eq(Mux(op.side, other.price, best.price)),
