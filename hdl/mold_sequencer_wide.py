@@ -61,10 +61,10 @@ from tickpath.protocol.netfeed import (
 
 __all__ = ["MoldSequencerWide", "FIFO_DEPTH", "OUT_DEPTH"]
 
-#: Input FIFO depth in beats (block RAM, then a 3-beat register stage before the parser). The
-#: real captures, the BX sample and the synthetic mix at the 10 GbE wire rate fill it to 109
-#: at most (``sim/feed_wide``): a run of packets of short messages needs more output beats
-#: than the wire brings beats.
+#: Input FIFO depth in beats (block RAM, then a 3-beat register stage and the 3-beat look-ahead
+#: stage before the parser). The real captures, the BX sample and the synthetic mix at the
+#: 10 GbE wire rate fill it to 112 at most (``sim/feed_wide``): a run of packets of short
+#: messages needs more output beats than the wire brings beats.
 FIFO_DEPTH = 256
 _SKID_DEPTH = 3
 _AHEAD_DEPTH = 3
