@@ -40,13 +40,15 @@ from tickpath.protocol.records import (
 from tickpath.sim.matching.stimulus import random_actions, stock_name
 
 # ECP5-85F (lfe5u-85f), MatchingEngine at the fmax report's 85F size (64 symbols, 4096 orders,
-# 8 levels, 13-bit tokens; levels in block RAM), YoWASP Yosys + nextpnr-ecp5, measured
-# 2026-11-22 with
+# 8 levels, 13-bit tokens; levels in block RAM), YoWASP Yosys + nextpnr-ecp5, 2026-11-22, with
 #   python -m tickpath.hdl.build --device lfe5u-85f --component matching_engine --clock 100 --json
-# (10.9 MHz; 15,954 of 83,640 cells, 6,680 FF, 84 EBR; critical path: the price validity test
-# `price % 100`, a 32-bit constant divide, into the reject and ITCH queue). No report is cached,
-# so the figure is kept here; rerun it after engine changes.
-FMAX_MHZ = 10.9
+# 25.6 MHz is nextpnr's post-placement estimate for engine d232edc (the route of that run did
+# not finish within the session on the shared machine; the engine before it routed at 10.9 MHz,
+# limited by `price % 100`). The same engine at 4 symbols, 256 orders, 8 levels, 10-bit tokens
+# routes at 43.5 MHz (placement estimate 33.9), limited by the slot memory's clock-to-out into
+# the state decisions and the ITCH record written into the ITCH queue. No report is cached, so
+# the figure is kept here; rerun it after engine changes.
+FMAX_MHZ = 25.6
 STOCKS = [stock_name(s) for s in range(6)]      # tests/test_match_sim.py's: one simulator build
 STREAM_ACTIONS = 20_000
 BLOCK = 2_000
