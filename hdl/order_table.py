@@ -369,10 +369,13 @@ class OrderTable(wiring.Component):
                         with m.If(~whole & (more & hit_1h).any()):
                             count("overfill")
                     m.next = "WRITE"
-                wanted_n = op_n.reduce | op_n.add | op_n.invalidate
-                with m.If(final & wanted_n & emit_ok):
-                    m.d.sync += [o.valid.eq(1), o.p.eq(op_n), sent.eq(1)]
-                    count("ops")
+                # the payload loads whenever the output is free; only `valid` (and `sent`)
+                # wait for the decision, which so does not reach the payload's enables
+                send_now = final & (op_n.reduce | op_n.add | op_n.invalidate)
+                with m.If(emit_ok):
+                    m.d.sync += [o.p.eq(op_n), o.valid.eq(send_now), sent.eq(send_now)]
+                    with m.If(send_now):
+                        count("ops")
                 with m.Else():
                     m.d.sync += sent.eq(0)
 
