@@ -162,4 +162,4 @@ def test_cycle_cost_per_event():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert [v - t for t, v in zip(taken, valid)] == [4, 9]
+    assert [v - t for t, v in zip(taken, valid, strict=True)] == [4, 9]
