@@ -273,27 +273,23 @@ rejects_t : ``Out(32)``
                              last_valid[t2.symbol[:SW]].eq(1)]
         # stage 3: the pair's row is read; stage 4 adds the deltas and writes it back (the
         # read port is transparent to the write, so back-to-back events on a pair chain)
-        t3_valid, t4_valid = Signal(), Signal()
-        t3_pi, t4_pi = Signal(FW + SW), Signal(FW + SW)
-        t3_open, t4_open = Signal(signed(SHARES_WIDTH + 2)), Signal(signed(SHARES_WIDTH + 2))
-        t3_pos, t4_pos = Signal(signed(SHARES_WIDTH + 1)), Signal(signed(SHARES_WIDTH + 1))
-        t3_buy, t4_buy = Signal(), Signal()
+        update = data.StructLayout({"valid": 1, "pi": FW + SW, "open": signed(SHARES_WIDTH + 2),
+                                    "pos": signed(SHARES_WIDTH + 1), "buy": 1})
+        t3, t4 = Signal(update), Signal(update)
         t_known = (e_firm < F) & (t2.symbol < S)
         executed = t2.kind == EventKind.Executed
-        m.d.sync += [t3_valid.eq(t2_valid & count & t_known),
-                     t3_pi.eq(pair_index(e_firm, t2.symbol)), t3_open.eq(delta),
-                     t3_pos.eq(Mux(executed, Mux(t2.side == Side.Buy, t2.shares, -t2.shares),
-                                   0)),
-                     t3_buy.eq(t2.side == Side.Buy),
-                     t4_valid.eq(t3_valid), t4_pi.eq(t3_pi), t4_open.eq(t3_open),
-                     t4_pos.eq(t3_pos), t4_buy.eq(t3_buy)]
-        m.d.comb += rd_st.addr.eq(t3_pi)
+        m.d.sync += [t3.valid.eq(t2_valid & count & t_known),
+                     t3.pi.eq(pair_index(e_firm, t2.symbol)), t3.open.eq(delta),
+                     t3.pos.eq(Mux(executed, Mux(t2.side == Side.Buy, t2.shares, -t2.shares), 0)),
+                     t3.buy.eq(t2.side == Side.Buy),
+                     t4.eq(t3)]
+        m.d.comb += rd_st.addr.eq(t3.pi)
         cur = rd_st.data
-        with m.If(t4_valid):
-            m.d.comb += [wr_s.addr.eq(t4_pi), wr_s.en.eq(1),
-                         wr_s.data.pos.eq(cur.pos + t4_pos),
-                         wr_s.data.open_buy.eq(cur.open_buy + Mux(t4_buy, t4_open, 0)),
-                         wr_s.data.open_sell.eq(cur.open_sell + Mux(t4_buy, 0, t4_open))]
+        with m.If(t4.valid):
+            m.d.comb += [wr_s.addr.eq(t4.pi), wr_s.en.eq(1),
+                         wr_s.data.pos.eq(cur.pos + t4.pos),
+                         wr_s.data.open_buy.eq(cur.open_buy + Mux(t4.buy, t4.open, 0)),
+                         wr_s.data.open_sell.eq(cur.open_sell + Mux(t4.buy, 0, t4.open))]
 
         # --- kill and dead-man switches -------------------------------------------------------
         kill = reg("kill")
@@ -346,11 +342,10 @@ rejects_t : ``Out(32)``
             m.d.sync += rej_valid.eq(0)
 
         # a kill write or a dead-man trip being turned into a pending mass cancel goes first
-        free = (self.settled & ~t2_valid & ~t3_valid & ~t4_valid & ~kq_valid & ~self.track_valid
-                & ~out_valid & ~rej_valid & (kill == kill_prev) & ~trip)
-        m.d.comb += self.busy.eq(out_valid | rej_valid | t2_valid | t3_valid | t4_valid
-                                 | kq_valid | self.track_valid
-                                 | (pending != 0) | trip | (kill != kill_prev))
+        tracking = t2_valid | t3.valid | t4.valid | kq_valid | self.track_valid
+        switching = (pending != 0) | trip | (kill != kill_prev)
+        free = (self.settled & ~tracking & ~out_valid & ~rej_valid & (kill == kill_prev) & ~trip)
+        m.d.comb += self.busy.eq(out_valid | rej_valid | tracking | switching)
 
         # --- the checks: a pipeline over the waiting record -----------------------------------
         # The record's payload is stable while it waits; each stage recomputes from the one
