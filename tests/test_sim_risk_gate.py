@@ -58,8 +58,9 @@ def _check(stats, seeds):
     lat = stats["latency"]["from_offer"]
     assert stats["latency"]["from_handshake"]["replaced"][0] == 7
     # the engine alone: resting accept 7, crossing accept 4, reject 3 (test_sim_matching);
-    # the gate adds its check pipeline (CHECK_CYCLES: token row, pair row, products,
-    # compares) and the verdict register
+    # the gate adds its check pipeline (CHECK_CYCLES: token row read and registered, pair
+    # rows read and registered, partial products, their sums, compares) and the verdict
+    # register
     gate = CHECK_CYCLES + 1
     assert lat["rest"][0] == lat["rest"][1] == 7 + gate
     assert lat["cross"][0] == lat["cross"][1] == 4 + gate

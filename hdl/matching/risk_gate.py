@@ -12,19 +12,28 @@ per symbol.
 
 Storage: the per (firm, symbol) limits are a block RAM row each, written (and read back) by the
 host through the ``limit_*`` window registers, so the register map does not grow with firms x
-symbols; the per-pair executed position and open shares per side are a block RAM row each too,
-updated by the tracker read-modify-write (a read port transparent to the write, so events on one
-pair back to back chain). A reset clears neither: the host loader writes every pair.
+symbols; as a row is written the gate adds what the check would otherwise derive after reading
+it (the collar's multipliers ``10000 +- collar_bp`` and which limits are on). The per-pair
+executed position and open shares per side are a block RAM row each too, updated by the tracker
+read-modify-write (the row read into a register, the write of that cycle forwarded next to it,
+so events on one pair back to back chain). A reset clears neither: the host loader writes every
+pair.
+
+Timing: every block RAM read goes straight into a register, and no stage has more than one
+multiplier, or one sum of partial products, between registers (the wide products are split in
+16-bit halves over two stages).
 
 Pipeline: a record waiting on ``i_stream`` (its payload stable) is checked in ``CHECK_CYCLES``
 stages while the gate is free (the engine settled, no tracked event, mass cancel or limit write
-in between; anything else starts it over): a replace's token row is read; the pair (the
-replace's row, else the record's firm and symbol) gives the limit and state rows and the
-per-symbol selections (reference, last trade, halt); the products (notional, the collar's
-bounds) and the reachable position are registered; then the compares give the verdict, the
-record is taken (``checked`` high) and the verdict is registered: the order goes to the engine
-on ``o_stream`` the next cycle, or a ``rejected`` event is out on ``r_stream``. So the gate
-costs ``CHECK_CYCLES + 1`` cycles on an accept.
+in between; anything else starts it over): a replace's token row is read, then registered; the
+pair (the replace's row, else the record's firm and symbol) addresses the limit and state rows
+and gives the per-symbol selections (reference, last trade); the rows are registered and the
+notional's partial products taken; then the collar's partial products (and the notional's
+sum, the share compare, the reachable position); their sums (and the notional and position
+compares); then the collar compares give the verdict, the record is taken (``checked`` high)
+and the verdict is registered: the order goes to the engine on ``o_stream`` the next cycle, or
+a ``rejected`` event is out on ``r_stream``. So the gate costs ``CHECK_CYCLES + 1`` cycles on
+an accept.
 
 Mass cancels (kill switch bits rising, the dead-man switch tripping) are sent to the engine
 as end-of-day records with ``min_qty`` ``MASS_CANCEL_ALL``/``MASS_CANCEL_FIRM`` when it has
@@ -67,17 +76,33 @@ def token_row_layout() -> data.StructLayout:
 
 
 def limit_row_layout() -> data.StructLayout:
-    """A (firm, symbol) pair's limits, as the limit window writes them (all ones: off)."""
+    """A (firm, symbol) pair's limits, as the limit window writes them (all ones: off), and
+    what the gate derives from them as they are written: the collar's multipliers of the
+    reference (``10000 + collar_bp``; ``10000 - collar_bp``, 0 from 10000 on) and which limits
+    are on."""
     return data.StructLayout({
         "max_shares":   unsigned(32),
         "max_notional": unsigned(64),
         "collar_bp":    unsigned(32),
         "max_position": unsigned(32),
+        "collar_high":  unsigned(33),
+        "collar_low":   unsigned(BP.bit_length()),
+        "notional_on":  unsigned(1),
+        "collar_on":    unsigned(1),
+        "position_on":  unsigned(1),
     })
 
 
+def limit_row(max_shares, max_notional, collar_bp, max_position) -> dict:
+    """The limit row the window writes for these limits (all ones: off)."""
+    return {"max_shares": max_shares, "max_notional": max_notional, "collar_bp": collar_bp,
+            "max_position": max_position, "collar_high": BP + collar_bp,
+            "collar_low": max(BP - collar_bp, 0), "notional_on": int(max_notional != U64),
+            "collar_on": int(collar_bp != U32), "position_on": int(max_position != U32)}
+
+
 def limit_row_off() -> dict:
-    return {"max_shares": U32, "max_notional": U64, "collar_bp": U32, "max_position": U32}
+    return limit_row(U32, U64, U32, U32)
 
 
 def state_row_layout() -> data.StructLayout:
@@ -90,8 +115,9 @@ def state_row_layout() -> data.StructLayout:
 
 
 #: Cycles a record waits in the check pipeline before it is taken (its verdict is out the
-#: cycle after).
-CHECK_CYCLES = 3
+#: cycle after): token row read, registered; pair rows read, registered (with the notional's
+#: partial products); the collar's partial products; their sums; the compares and verdict.
+CHECK_CYCLES = 6
 
 
 def counter_name(reason: RejectReason) -> str:
@@ -198,19 +224,29 @@ rejects_t : ``Out(32)``
         rd_lr = limits.read_port(transparent_for=(wr_l,))         # the host's read-back
         window_ok = (reg("limit_firm") < F) & (reg("limit_symbol") < S)
         window = pair_index(reg("limit_firm"), reg("limit_symbol"))
+        bp = reg("limit_collar_bp")
         m.d.comb += [wr_l.addr.eq(window), wr_l.en.eq(reg("limit_write_stb") & window_ok),
                      wr_l.data.max_shares.eq(reg("limit_max_shares")),
                      wr_l.data.max_notional.eq(reg("limit_max_notional")),
-                     wr_l.data.collar_bp.eq(reg("limit_collar_bp")),
+                     wr_l.data.collar_bp.eq(bp),
                      wr_l.data.max_position.eq(reg("limit_max_position")),
+                     # derived as the row is written, so the check multiplies straight away
+                     wr_l.data.collar_high.eq(bp + BP),
+                     wr_l.data.collar_low.eq(Mux(bp >= BP, 0, BP - bp)),
+                     wr_l.data.notional_on.eq(reg("limit_max_notional") != U64),
+                     wr_l.data.collar_on.eq(bp != U32),
+                     wr_l.data.position_on.eq(reg("limit_max_position") != U32),
                      rd_lr.addr.eq(window), rd_lr.en.eq(reg("limit_read_stb"))]
-        # the read port holds its data until the next read: the row is readable from the
-        # cycle after the strobe on (a pair out of range reads off)
+        # the read port holds its data until the next read and is registered once more: the
+        # row is readable from the second cycle after the strobe on (a pair out of range
+        # reads off)
         back_ok = Signal()
         with m.If(reg("limit_read_stb")):
             m.d.sync += back_ok.eq(window_ok)
-        row_back = limit_row_layout()(Mux(back_ok, rd_lr.data,
-                                             limit_row_layout().const(limit_row_off())))
+        back = Signal(limit_row_layout())
+        m.d.sync += back.eq(rd_lr.data)
+        row_back = limit_row_layout()(Mux(back_ok, back,
+                                          limit_row_layout().const(limit_row_off())))
         m.d.comb += [reg("limit_row_max_shares").eq(row_back.max_shares),
                      reg("limit_row_max_notional").eq(row_back.max_notional),
                      reg("limit_row_collar_bp").eq(row_back.collar_bp),
@@ -231,17 +267,28 @@ rejects_t : ``Out(32)``
         rd_t = table.read_port(transparent_for=(wr_a,))           # the tracker's
         rd_c = table.read_port(transparent_for=(wr_a,))           # the check's (replace)
 
-        # --- tracker: 1 reads the token's row, 2 updates it, 3 reads the pair, 4 writes it ---
+        # --- tracker --------------------------------------------------------------------------
+        # 1 reads the token's row, 2 registers it, 3 updates it, 4 reads the pair's row,
+        # 5 registers it, 6 writes it. Each block RAM read goes straight into a register; the
+        # read ports are transparent to the writes, and the write of the cycle a row is
+        # registered in is forwarded (registered) next to it, so events on one token or one
+        # pair back to back chain.
         cur_firm = Signal(16)                       # firm of the action the engine works on
-        t2_valid = Signal()
-        t2 = Signal(EventRecord)
+        t2_valid, t3_valid = Signal(), Signal()
+        t2, t3 = Signal(EventRecord), Signal(EventRecord)
         m.d.comb += rd_t.addr.eq(self.track.order_id[:TB])
-        m.d.sync += [t2_valid.eq(self.track_valid), t2.eq(self.track)]
-        row = rd_t.data
+        m.d.sync += [t2_valid.eq(self.track_valid), t2.eq(self.track),
+                     t3_valid.eq(t2_valid), t3.eq(t2)]
+        row_q, row_fwd, row_fwd_valid = \
+            Signal(token_row_layout()), Signal(token_row_layout()), Signal()
+        m.d.sync += [row_q.eq(rd_t.data), row_fwd.eq(wr_a.data),
+                     row_fwd_valid.eq(wr_a.en & (wr_a.addr == t2.order_id[:TB]))]
+        row = Signal(token_row_layout())
+        m.d.comb += row.eq(Mux(row_fwd_valid, row_fwd, row_q))
         e_firm = Signal(16)
         delta = Signal(signed(SHARES_WIDTH + 2))
-        count = Signal()                            # stage 2 writes the table
-        # a replace's old token is closed (open 0) in the first cycle stage 2 does not write;
+        count = Signal()                            # stage 3 writes the table
+        # a replace's old token is closed (open 0) in the first cycle stage 3 does not write;
         # one action has at most one replaced event, and no check runs before it is written
         kq_valid = Signal()
         kq_token = Signal(TB)
@@ -250,46 +297,50 @@ rejects_t : ``Out(32)``
             m.d.comb += [wr_a.addr.eq(kq_token), wr_a.en.eq(1), wr_a.data.eq(kq_row),
                          wr_a.data.open.eq(0)]
             m.d.sync += kq_valid.eq(0)
-        with m.If(t2_valid):
-            with m.Switch(t2.kind):
+        with m.If(t3_valid):
+            with m.Switch(t3.kind):
                 with m.Case(EventKind.Accepted):
-                    m.d.comb += [wr_a.addr.eq(t2.order_id[:TB]), wr_a.en.eq(1),
-                                 wr_a.data.firm.eq(cur_firm), wr_a.data.symbol.eq(t2.symbol),
-                                 wr_a.data.side.eq(t2.side), wr_a.data.open.eq(t2.shares),
-                                 e_firm.eq(cur_firm), delta.eq(t2.shares), count.eq(1)]
+                    m.d.comb += [wr_a.addr.eq(t3.order_id[:TB]), wr_a.en.eq(1),
+                                 wr_a.data.firm.eq(cur_firm), wr_a.data.symbol.eq(t3.symbol),
+                                 wr_a.data.side.eq(t3.side), wr_a.data.open.eq(t3.shares),
+                                 e_firm.eq(cur_firm), delta.eq(t3.shares), count.eq(1)]
                 with m.Case(EventKind.Executed, EventKind.Canceled):
-                    m.d.comb += [wr_a.addr.eq(t2.order_id[:TB]), wr_a.en.eq(1),
-                                 wr_a.data.eq(row), wr_a.data.open.eq(row.open - t2.shares),
-                                 e_firm.eq(row.firm), delta.eq(-t2.shares), count.eq(1)]
+                    m.d.comb += [wr_a.addr.eq(t3.order_id[:TB]), wr_a.en.eq(1),
+                                 wr_a.data.eq(row), wr_a.data.open.eq(row.open - t3.shares),
+                                 e_firm.eq(row.firm), delta.eq(-t3.shares), count.eq(1)]
                 with m.Case(EventKind.Replaced):
-                    m.d.comb += [wr_a.addr.eq(t2.contra_id[:TB]), wr_a.en.eq(1),
-                                 wr_a.data.eq(row), wr_a.data.open.eq(t2.shares),
-                                 e_firm.eq(row.firm), delta.eq(t2.shares - row.open),
+                    m.d.comb += [wr_a.addr.eq(t3.contra_id[:TB]), wr_a.en.eq(1),
+                                 wr_a.data.eq(row), wr_a.data.open.eq(t3.shares),
+                                 e_firm.eq(row.firm), delta.eq(t3.shares - row.open),
                                  count.eq(1)]
-                    m.d.sync += [kq_valid.eq(1), kq_token.eq(t2.order_id[:TB]),
+                    m.d.sync += [kq_valid.eq(1), kq_token.eq(t3.order_id[:TB]),
                                  kq_row.eq(row)]
-            with m.If((t2.kind == EventKind.Executed) & (t2.symbol < S)):
-                m.d.sync += [last_trade[t2.symbol[:SW]].eq(t2.price),
-                             last_valid[t2.symbol[:SW]].eq(1)]
-        # stage 3: the pair's row is read; stage 4 adds the deltas and writes it back (the
-        # read port is transparent to the write, so back-to-back events on a pair chain)
+            with m.If((t3.kind == EventKind.Executed) & (t3.symbol < S)):
+                m.d.sync += [last_trade[t3.symbol[:SW]].eq(t3.price),
+                             last_valid[t3.symbol[:SW]].eq(1)]
+        # stage 4: the pair's row is read; 5 registers it; 6 adds the deltas and writes it back
         update = data.StructLayout({"valid": 1, "pi": FW + SW, "open": signed(SHARES_WIDTH + 2),
                                     "pos": signed(SHARES_WIDTH + 1), "buy": 1})
-        t3, t4 = Signal(update), Signal(update)
-        t_known = (e_firm < F) & (t2.symbol < S)
-        executed = t2.kind == EventKind.Executed
-        m.d.sync += [t3.valid.eq(t2_valid & count & t_known),
-                     t3.pi.eq(pair_index(e_firm, t2.symbol)), t3.open.eq(delta),
-                     t3.pos.eq(Mux(executed, Mux(t2.side == Side.Buy, t2.shares, -t2.shares), 0)),
-                     t3.buy.eq(t2.side == Side.Buy),
-                     t4.eq(t3)]
-        m.d.comb += rd_st.addr.eq(t3.pi)
-        cur = rd_st.data
-        with m.If(t4.valid):
-            m.d.comb += [wr_s.addr.eq(t4.pi), wr_s.en.eq(1),
-                         wr_s.data.pos.eq(cur.pos + t4.pos),
-                         wr_s.data.open_buy.eq(cur.open_buy + Mux(t4.buy, t4.open, 0)),
-                         wr_s.data.open_sell.eq(cur.open_sell + Mux(t4.buy, 0, t4.open))]
+        t4, t5, t6 = Signal(update), Signal(update), Signal(update)
+        t_known = (e_firm < F) & (t3.symbol < S)
+        executed = t3.kind == EventKind.Executed
+        m.d.sync += [t4.valid.eq(t3_valid & count & t_known),
+                     t4.pi.eq(pair_index(e_firm, t3.symbol)), t4.open.eq(delta),
+                     t4.pos.eq(Mux(executed, Mux(t3.side == Side.Buy, t3.shares, -t3.shares), 0)),
+                     t4.buy.eq(t3.side == Side.Buy),
+                     t5.eq(t4), t6.eq(t5)]
+        m.d.comb += rd_st.addr.eq(t4.pi)
+        cur_q, cur_fwd, cur_fwd_valid = \
+            Signal(state_row_layout()), Signal(state_row_layout()), Signal()
+        m.d.sync += [cur_q.eq(rd_st.data), cur_fwd.eq(wr_s.data),
+                     cur_fwd_valid.eq(wr_s.en & (wr_s.addr == t5.pi))]
+        cur = Signal(state_row_layout())
+        m.d.comb += cur.eq(Mux(cur_fwd_valid, cur_fwd, cur_q))
+        with m.If(t6.valid):
+            m.d.comb += [wr_s.addr.eq(t6.pi), wr_s.en.eq(1),
+                         wr_s.data.pos.eq(cur.pos + t6.pos),
+                         wr_s.data.open_buy.eq(cur.open_buy + Mux(t6.buy, t6.open, 0)),
+                         wr_s.data.open_sell.eq(cur.open_sell + Mux(t6.buy, 0, t6.open))]
 
         # --- kill and dead-man switches -------------------------------------------------------
         kill = reg("kill")
@@ -325,8 +376,12 @@ rejects_t : ``Out(32)``
                 m.d.sync += [tokens[f].eq(burst), cnt.eq(period - 1)]
             with m.Else():
                 m.d.sync += cnt.eq(Mux(tick, period - 1, cnt - 1))
-                level = tokens[f] - take[f] + tick
-                m.d.sync += tokens[f].eq(Mux(level > burst, burst, level))
+                # both outcomes ahead of the verdict, which only picks one (a token is taken
+                # only when there is one)
+                keep = tokens[f] + tick
+                spend = tokens[f] + tick - 1
+                m.d.sync += tokens[f].eq(Mux(take[f], Mux(spend > burst, burst, spend),
+                                             Mux(keep > burst, burst, keep)))
 
         # --- the order on i_stream, the verdict registers ---------------------------------
         s1 = self.i_stream.payload
@@ -342,21 +397,31 @@ rejects_t : ``Out(32)``
             m.d.sync += rej_valid.eq(0)
 
         # a kill write or a dead-man trip being turned into a pending mass cancel goes first
-        tracking = t2_valid | t3.valid | t4.valid | kq_valid | self.track_valid
+        tracking = (self.track_valid | t2_valid | t3_valid | t4.valid | t5.valid | t6.valid |
+                    kq_valid)
         switching = (pending != 0) | trip | (kill != kill_prev)
         free = (self.settled & ~tracking & ~out_valid & ~rej_valid & (kill == kill_prev) & ~trip)
         m.d.comb += self.busy.eq(out_valid | rej_valid | tracking | switching)
 
         # --- the checks: a pipeline over the waiting record -----------------------------------
-        # The record's payload is stable while it waits; each stage recomputes from the one
+        # The record's payload is stable while it waits; each stage recomputes from the ones
         # before every cycle, and the record is taken once it has waited CHECK_CYCLES cycles
         # with the gate free throughout (no event, limit write or mass cancel between), so
-        # every stage holds the current state.
-        #   A: the token row of a replace is read (its token from the record)
-        #   B: whose pair (the replace's row, or the record's firm and symbol); the pair's
-        #      limits and state are read; the per-symbol and per-firm selections
-        #   C: products (notional, the collar's bounds) and the reachable position
-        #   D: compares and the first failing check -> the verdict (the record is taken)
+        # every stage holds the current state. Every block RAM read goes straight into a
+        # register, and no stage has more than one multiplier (a partial product) or one sum
+        # of them between registers.
+        #   0: the token row of a replace is read (its token from the record)
+        #   1: the token row is registered
+        #   2: whose pair (the replace's row, or the record's firm and symbol); the pair's
+        #      limit and state rows are read; the per-symbol selections (reference, basis)
+        #   3: the limit and state rows are registered; the partial products of the notional
+        #      (shares x basis) and of price x 10000
+        #   4: their sums; the partial products of the collar's bounds (reference x the row's
+        #      multipliers); the limit row's share compare and reference need; the reachable
+        #      position
+        #   5: the sums of the collar's bounds; the notional and position compares
+        #   6: the collar compares and the first failing check -> the verdict (the record is
+        #      taken)
         waited = Signal(range(CHECK_CYCLES + 1))
         quiet = free & (pending == 0) & ~reg("limit_write_stb")
         with m.If(self.i_stream.valid & quiet):
@@ -367,9 +432,31 @@ rejects_t : ``Out(32)``
         with m.If(self.i_stream.valid & self.i_stream.ready):
             m.d.sync += waited.eq(0)
 
-        # A -> B
+        def product(name, a, b):
+            """``a * b`` (unsigned, up to 16 + 18 bits each) over two stages: the partial
+            products of 16-bit halves are registered (one multiplier each); the returned
+            expression sums them (to be registered a stage later)."""
+            def parts(x):
+                return [(x[:16], 0), (x[16:], 16)] if len(x) > 16 else [(x, 0)]
+            pp = {}
+            for xa, sa in parts(a):
+                for xb, sb in parts(b):
+                    p = Signal(len(xa) + len(xb), name=f"{name}_pp_{sa}_{sb}")
+                    m.d.sync += p.eq(xa * xb)
+                    pp[sa, sb] = p
+            if len(pp) == 4:                # the low and high products do not overlap
+                return Cat(pp[0, 0], pp[16, 16]) + ((pp[0, 16] + pp[16, 0]) << 16)
+            total = 0
+            for (sa, sb), p in pp.items():
+                total = total + (p << (sa + sb))
+            return total
+
+        # 0 -> 1
         m.d.comb += rd_c.addr.eq(s1.order_id[:TB])
-        entry = rd_c.data
+        entry = Signal(token_row_layout())
+        m.d.sync += entry.eq(rd_c.data)
+
+        # 1 -> 2
         is_enter = s1.action == Action.Enter
         is_replace = s1.action == Action.Replace
         tok_small = (s1.order_id >> TB) == 0
@@ -377,73 +464,79 @@ rejects_t : ``Out(32)``
         sym = Mux(is_replace, entry.symbol, s1.symbol)
         fi, si = firm[:FW], sym[:SW]
         m.d.comb += [rd_l.addr.eq(pair_index(firm, sym)), rd_sc.addr.eq(pair_index(firm, sym))]
-        b_checked_kind, b_firm, b_fi, b_side, b_old_open, b_market = \
-            Signal(), Signal(16), Signal(FW), Signal(), Signal(SHARES_WIDTH), Signal()
-        b_firm_known, b_pair_known, b_halted, b_has_ref = Signal(), Signal(), Signal(), Signal()
-        b_ref, b_basis, b_scaled = Signal(32), Signal(32), Signal(48)
+        b_checked_kind, b_fi, b_si, b_side, b_old_open, b_market = \
+            Signal(), Signal(FW), Signal(SW), Signal(), Signal(SHARES_WIDTH), Signal()
+        b_firm_known, b_sym_known, b_pair_known, b_has_ref = \
+            Signal(), Signal(), Signal(), Signal()
+        b_ref, b_basis = Signal(32), Signal(32)
         side = Mux(is_replace, entry.side, s1.side)
         market = is_enter & (s1.ord_type == OrderType.Market)
         ref_reg = Mux(side == Side.Buy, ref_ask_a[si], ref_bid_a[si])
         ref = Mux(ref_reg != 0, ref_reg, last_trade[si])
         m.d.sync += [
             b_checked_kind.eq(is_enter | (is_replace & tok_small & (entry.open != 0))),
-            b_firm.eq(firm), b_fi.eq(fi), b_side.eq(side),
+            b_fi.eq(fi), b_si.eq(si), b_side.eq(side),
             b_old_open.eq(Mux(is_replace, entry.open, 0)), b_market.eq(market),
-            b_firm_known.eq(firm < F), b_pair_known.eq((firm < F) & (sym < S)),
-            b_halted.eq((sym < S) & reg("halted").bit_select(si, 1)),
+            b_firm_known.eq(firm < F), b_sym_known.eq(sym < S),
+            b_pair_known.eq((firm < F) & (sym < S)),
             b_has_ref.eq((ref_reg != 0) | last_valid[si]),
             b_ref.eq(ref), b_basis.eq(Mux(market, ref, s1.price)),
-            b_scaled.eq(s1.price * BP),
         ]
 
-        # B -> C: the pair's limits and state are out of the block RAMs
-        lim, st = rd_l.data, rd_sc.data
-        c_checked_kind, c_firm_known, c_pair_known, c_halted, c_fi, c_market = \
-            Signal(), Signal(), Signal(), Signal(), Signal(FW), Signal()
-        c_shares_over, c_no_ref, c_notional_on, c_has_ref, c_collar_on, c_side = \
-            Signal(), Signal(), Signal(), Signal(), Signal(), Signal()
-        c_notional, c_max_notional = Signal(64), Signal(64)
-        c_scaled, c_high, c_low = Signal(48), Signal(66), Signal(66)
-        c_reach, c_max_position, c_position_on = Signal(signed(44)), Signal(32), Signal()
-        collar_on = lim.collar_bp != U32
-        notional_on = lim.max_notional != U64
+        # 2 -> 3: the pair's rows out of the block RAMs, registered
+        lim, st = Signal(limit_row_layout()), Signal(state_row_layout())
+        m.d.sync += [lim.eq(rd_l.data), st.eq(rd_sc.data)]
+        notional_sum = product("notional", s1.shares, b_basis)
+        scaled_sum = product("scaled", s1.price, Const(BP, BP.bit_length()))
+        c_delta = Signal(signed(34))
+        m.d.sync += c_delta.eq(s1.shares - b_old_open)
+
+        # 3 -> 4
+        c_notional, c_scaled = Signal(64), Signal(32 + BP.bit_length())
+        c_shares_over, c_no_ref = Signal(), Signal()
+        c_reach = Signal(signed(44))
+        high_sum = product("high", b_ref, lim.collar_high)
+        low_sum = product("low", b_ref, lim.collar_low)
         m.d.sync += [
-            c_checked_kind.eq(b_checked_kind), c_firm_known.eq(b_firm_known),
-            c_pair_known.eq(b_pair_known), c_halted.eq(b_halted), c_fi.eq(b_fi),
-            c_market.eq(b_market), c_side.eq(b_side), c_has_ref.eq(b_has_ref),
+            c_notional.eq(notional_sum), c_scaled.eq(scaled_sum),
             c_shares_over.eq(s1.shares > lim.max_shares),
-            c_no_ref.eq(~b_has_ref & reg("control")[0] & Mux(b_market, notional_on, collar_on)),
-            c_notional_on.eq(notional_on), c_collar_on.eq(collar_on),
-            c_notional.eq(s1.shares * b_basis), c_max_notional.eq(lim.max_notional),
-            c_scaled.eq(b_scaled),
-            c_high.eq(b_ref * (BP + lim.collar_bp)),
-            c_low.eq(b_ref * Mux(lim.collar_bp >= BP, 0, BP - lim.collar_bp)),
+            c_no_ref.eq(~b_has_ref & reg("control")[0] &
+                        Mux(b_market, lim.notional_on, lim.collar_on)),
             c_reach.eq(Mux(b_side == Side.Buy,
-                           st.pos + st.open_buy - b_old_open + s1.shares,
-                           st.open_sell - b_old_open + s1.shares - st.pos)),
-            c_max_position.eq(lim.max_position), c_position_on.eq(lim.max_position != U32),
+                           st.pos + st.open_buy + c_delta,
+                           st.open_sell - st.pos + c_delta)),
         ]
 
-        # C -> D: the compares; the first failing check wins
-        killed = kill[F] | (c_firm_known & kill.bit_select(c_fi, 1))
-        bad_notional = c_notional_on & (~c_market | c_has_ref) & (c_notional > c_max_notional)
-        bad_collar = ~c_market & c_has_ref & c_collar_on & Mux(c_side == Side.Buy,
-                                                               c_scaled > c_high,
-                                                               c_scaled < c_low)
-        bad_position = c_position_on & (c_reach > c_max_position)
-        rate_on = c_firm_known & (period_a[c_fi] != 0)
-        no_token = rate_on & (tokens[c_fi] == 0)
+        # 4 -> 5
+        d_high, d_low = Signal(66), Signal(32 + BP.bit_length())
+        d_notional_over, d_position_over, d_halted = Signal(), Signal(), Signal()
+        m.d.sync += [
+            d_high.eq(high_sum), d_low.eq(low_sum),
+            d_notional_over.eq(c_notional > lim.max_notional),
+            d_position_over.eq(c_reach > lim.max_position),
+            d_halted.eq(b_sym_known & reg("halted").bit_select(b_si, 1)),
+        ]
+
+        # 5 -> 6: the collar compares; the first failing check wins
+        killed = kill[F] | (b_firm_known & kill.bit_select(b_fi, 1))
+        bad_notional = lim.notional_on & (~b_market | b_has_ref) & d_notional_over
+        bad_collar = ~b_market & b_has_ref & lim.collar_on & Mux(b_side == Side.Buy,
+                                                                 c_scaled > d_high,
+                                                                 c_scaled < d_low)
+        bad_position = lim.position_on & d_position_over
+        rate_on = b_firm_known & (period_a[b_fi] != 0)
+        no_token = rate_on & (tokens[b_fi] == 0)
 
         reason = Signal(8)
-        with m.If(~c_checked_kind):
+        with m.If(~b_checked_kind):
             pass
         with m.Elif(killed):
             m.d.comb += reason.eq(RejectReason.Killed)
         with m.Elif(self.deadman_tripped):
             m.d.comb += reason.eq(RejectReason.DeadMan)
-        with m.Elif(c_halted):
+        with m.Elif(d_halted):
             m.d.comb += reason.eq(RejectReason.Halted)
-        with m.Elif(~c_pair_known):
+        with m.Elif(~b_pair_known):
             pass
         with m.Elif(c_shares_over):
             m.d.comb += reason.eq(RejectReason.MaxShares)
@@ -487,6 +580,6 @@ rejects_t : ``Out(32)``
                         m.d.sync += counter.eq(counter + 1)
             with m.Else():
                 m.d.sync += [out_valid.eq(1), out.eq(s1), cur_firm.eq(s1.firm)]
-                with m.If(c_checked_kind & c_pair_known & rate_on):
-                    m.d.comb += take.eq(Const(1, F) << c_fi)
+                with m.If(b_checked_kind & b_pair_known & rate_on):
+                    m.d.comb += take.eq(Const(1, F) << b_fi)
         return m

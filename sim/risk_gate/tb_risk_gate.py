@@ -85,7 +85,8 @@ class GatedTB(TB):
             await self.write("limit_firm", f)
             await self.write("limit_symbol", s)
             await self.write("limit_read", 1)
-            await RisingEdge(self.clk)
+            await RisingEdge(self.clk)              # the row is readable from the second
+            await RisingEdge(self.clk)              # cycle after the strobe on
             got = {name: await self.read(name.replace("limit_", "limit_row_")) for name in row}
             assert got == row, f"limit row ({f}, {s}) reads back {got}, not {row}"
 

@@ -46,7 +46,7 @@ def random_limits(rng: random.Random, firms: int, symbols: int) -> GateLimits:
                 max_notional=rng.choice((None, 400 * MIDS[s], 800 * MIDS[s])),
                 collar_bp=rng.choice((None, 2, 3, 6)),
                 max_position=rng.choice((None, 600, 2_000)))
-    limits.rates = {1: (80, 6), min(3, firms - 1): (40, 4)}
+    limits.rates = {1: (150, 6), min(3, firms - 1): (40, 4)}
     limits.no_reference_reject = True           # at first: the bench turns it off later
     return limits
 
