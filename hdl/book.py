@@ -130,21 +130,25 @@ class Book(wiring.Component):
         missing  = Signal()
         second   = Signal()                     # the add pass of an op that reduces and adds
 
+        # counters count a cycle late: a decision drives one strobe flip-flop per counter,
+        # not the enables of the counter's every bit
+        strobes = {name: Signal(name=f"{name}_strobe") for name in COUNTERS}
+        for name, strobe in strobes.items():
+            m.d.sync += strobe.eq(0)
+            with m.If(strobe):
+                m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
+
         def count(name):
-            counter = getattr(self, name)
-            m.d.sync += counter.eq(counter + 1)
+            m.d.sync += strobes[name].eq(1)
 
         # --- one pass: an add or a reduce on `row`, compared (CMP) then applied (APPLY) ------
         # CMP registers what every level says about the pass's price; APPLY builds `row_out`
         # from those flags alone, so neither stage has a compare in front of a wide select.
+        # the pass: registered as it starts (LOAD, or APPLY into the add pass), so every
+        # level's compare starts from a flip-flop
         do_add = Signal()
         price  = Signal(32)
         shares = Signal(32)
-        m.d.comb += [
-            do_add.eq(second | ~op.reduce),
-            price.eq(Mux(do_add, op.add_price, op.reduce_price)),
-            shares.eq(Mux(do_add, op.add_shares, op.reduce_shares)),
-        ]
         bid = ~op.side
         lv = row.levels
         present = Signal(L)
@@ -166,13 +170,15 @@ class Book(wiring.Component):
             c_same.eq(Cat(c_equal[k] & (lv[k].shares == op.add_shares)
                           for k in range(L)).any()),
         ]
-        # the pass changes the top N levels (exactly: adjacent levels differ in price, a
-        # present level holds at least one order)
-        c_changed = Signal()
-        top_equal, top_at = c_equal[:N].any(), c_at[:N].any()
-        m.d.comb += c_changed.eq(Mux(do_add, Mux(c_equal.any(), top_equal, top_at),
-                                     top_equal & (c_gone | op.remove
-                                                  | (op.reduce_shares != 0))))
+        # every level's shares and orders as the pass would leave them, registered with the
+        # flags: APPLY only selects
+        upd = Signal(data.ArrayLayout(data.StructLayout({"shares": 32, "orders": ORDERS_WIDTH}),
+                                      L))
+        for k in range(L):
+            m.d.sync += [
+                upd[k].shares.eq(Mux(do_add, lv[k].shares + shares, lv[k].shares - shares)),
+                upd[k].orders.eq(Mux(do_add, lv[k].orders + 1, lv[k].orders - op.remove)),
+            ]
         better  = Signal(L)
         equal   = Signal(L)
         at      = Signal(L)
@@ -180,10 +186,17 @@ class Book(wiring.Component):
         full    = Signal()
         gone    = Signal()
         same    = Signal()
-        changed = Signal()
         m.d.sync += [better.eq(c_better), equal.eq(c_equal), at.eq(c_at),
                      found.eq(c_equal.any()), full.eq(row.count == L), gone.eq(c_gone),
-                     same.eq(c_same), changed.eq(c_changed)]
+                     same.eq(c_same)]
+        # the pass changes the top N levels (exactly: adjacent levels differ in price, a
+        # present level holds at least one order); from the registered flags, beside APPLY's
+        # selects
+        reduces = Signal()                      # the op's reduce takes shares or an order
+        changed = Signal()
+        top_equal, top_at = equal[:N].any(), at[:N].any()
+        m.d.comb += changed.eq(Mux(do_add, Mux(found, top_equal, top_at),
+                                   top_equal & (gone | reduces)))
         # the reduce pass's flags, kept for the add pass: whether the add undoes the reduce
         changed1 = Signal()                     # the reduce pass changed the top N
         same_price  = Signal()                  # reduce_price == add_price
@@ -204,8 +217,8 @@ class Book(wiring.Component):
             with m.If(found):
                 for k in range(L):
                     with m.If(equal[k]):
-                        m.d.comb += [row_out.levels[k].shares.eq(lv[k].shares + shares),
-                                     row_out.levels[k].orders.eq(lv[k].orders + 1)]
+                        m.d.comb += [row_out.levels[k].shares.eq(upd[k].shares),
+                                     row_out.levels[k].orders.eq(upd[k].orders)]
             with m.Else():
                 with m.If(~full):
                     m.d.comb += row_out.count.eq(row.count + 1)
@@ -224,10 +237,8 @@ class Book(wiring.Component):
                 with m.Else():
                     for k in range(L):
                         with m.If(equal[k]):
-                            m.d.comb += [
-                                row_out.levels[k].shares.eq(lv[k].shares - op.reduce_shares),
-                                row_out.levels[k].orders.eq(lv[k].orders - op.remove),
-                            ]
+                            m.d.comb += [row_out.levels[k].shares.eq(upd[k].shares),
+                                         row_out.levels[k].orders.eq(upd[k].orders)]
 
         # the top N changed over the op: after two passes, unless the add put back what the
         # reduce took (same price, and the same shares on a level that stays or goes)
@@ -305,6 +316,10 @@ class Book(wiring.Component):
                                             op.stock_locate)),
                     other.eq(best_rp.data),
                     overflow.eq(0), missing.eq(0), second.eq(0),
+                    do_add.eq(~op.reduce),
+                    price.eq(Mux(op.reduce, op.reduce_price, op.add_price)),
+                    shares.eq(Mux(op.reduce, op.reduce_shares, op.add_shares)),
+                    reduces.eq(op.remove | (op.reduce_shares != 0)),
                     was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
                     same_price.eq(op.reduce_price == op.add_price),
                     same_shares.eq(op.reduce_shares == op.add_shares),
@@ -322,7 +337,8 @@ class Book(wiring.Component):
                              missing.eq(missing | pass_missing)]
                 with m.If(op.reduce & op.add & ~second):
                     # the reduce pass's flags, and whether the add can put back what it took
-                    m.d.sync += [second.eq(1), changed1.eq(changed),
+                    m.d.sync += [second.eq(1), changed1.eq(changed), do_add.eq(1),
+                                 price.eq(op.add_price), shares.eq(op.add_shares),
                                  undone.eq(same_price & found & op.remove
                                            & Mux(gone, same, same_shares))]
                     m.next = "CMP"

@@ -20,11 +20,12 @@ shares ignored, overfills remove the order); where it cannot (unknown reference,
 flags the book.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from tickpath.hdl.bram import ColumnMemory
 from tickpath.protocol.bookfeed import (
     BOOK_KINDS,
     SLOT_WIDTH,
@@ -54,6 +55,15 @@ def _check_pow2(name, value, lo, hi):
 def reference_hash(ref, bits):
     """HDL form of :func:`~tickpath.protocol.bookfeed.bucket_of`."""
     return Cat(*((ref & mask).xor() for mask in hash_masks(bits)))
+
+
+def _one_hot_select(select, values):
+    """``values[w]`` for the set bit of the one-hot ``select`` (0 for none), as an AND-OR."""
+    out = 0
+    for w, value in enumerate(values):
+        value = Value.cast(value)
+        out = out | (value & select[w].replicate(len(value)))
+    return out
 
 
 class BlockRamOrderMemory(wiring.Component):
@@ -173,10 +183,9 @@ class OrderTable(wiring.Component):
         init = [None] * (1 << self._locate_bits)
         for locate, slot in self._subscriptions.items():
             init[locate] = {"enable": 1, "slot": slot}
-        m.submodules.subs = subs = Memory(shape=SubscriptionEntry,
-                                          depth=1 << self._locate_bits, init=init)
-        sub_wp = subs.write_port()
-        sub_rp = subs.read_port(domain="sync")
+        # in columns: a 16k-locate table as banks would put a multiplexer after the block RAM
+        m.submodules.subs = subs = ColumnMemory(shape=SubscriptionEntry,
+                                                depth=1 << self._locate_bits, init=init)
 
         ev       = Signal(TimedFeedEvent)
         locate_ok = Signal()
@@ -185,60 +194,122 @@ class OrderTable(wiring.Component):
         op       = Signal(BookOp)
         key      = Signal(64)
 
-        def count(name, amount=1):
-            counter = getattr(self, name)
-            m.d.sync += counter.eq(counter + amount)
+        # counters count a cycle late: the decision drives one strobe flip-flop per counter,
+        # not the enables of every counter's 32 bits
+        strobes = {name: Signal(name=f"{name}_strobe") for name in COUNTERS}
+        for name, strobe in strobes.items():
+            m.d.sync += strobe.eq(0)
+            with m.If(strobe):
+                m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
+
+        def count(name):
+            m.d.sync += strobes[name].eq(1)
+
+        # occupancy too: one strobe each way, applied the cycle after
+        occ_up, occ_down = Signal(), Signal()
+        m.d.sync += [occ_up.eq(0), occ_down.eq(0),
+                     self.occupancy.eq(self.occupancy + occ_up - occ_down)]
 
         m.d.comb += key.eq(Mux(phase2, ev["new_order_ref"], ev["order_ref"]))
 
         # --- the bucket: taken from the response into `wbucket`, with per-way flags ---------
         # Nothing is decided on the response itself (block RAM data is slow to come out): the
         # bucket and what each way says about the key and the shares are registered first.
-        wbucket  = Signal(bucket_layout(ways))    # the bucket read, then as it is written
+        wbucket  = Signal(bucket_layout(ways))    # the bucket as read
         hits     = Signal(ways)                   # way holds the key
         frees    = Signal(ways)                   # way is free
-        fewer    = Signal(ways)                   # ev's shares < the way's
-        more     = Signal(ways)                   # ev's shares > the way's
+        partial  = Signal(ways)                   # a reduce leaves the way shares (fewer taken)
+        over     = Signal(ways)                   # a reduce takes more than the way holds
+        taken    = Signal(data.ArrayLayout(32, ways))   # the shares a reduce of the way takes
         left     = Signal(data.ArrayLayout(32, ways))   # the way's shares - ev's shares
         have     = Signal()                       # the registers above hold the response
         resp = mem.resp.p.data
+        # a delete or replace takes the whole order; an execute or cancel takes its shares
+        whole = (ev["kind"] == EventKind.Delete) | (ev["kind"] == EventKind.Replace)
         m.d.sync += have.eq(mem.resp.valid)
         with m.If(mem.resp.valid):
             m.d.sync += wbucket.eq(resp)
             for w in range(ways):
+                fewer = ~whole & (ev["shares"] < resp[w].shares)
                 m.d.sync += [
                     hits[w].eq(resp[w].valid & (resp[w].order_ref == key)),
                     frees[w].eq(~resp[w].valid),
-                    fewer[w].eq(ev["shares"] < resp[w].shares),
-                    more[w].eq(ev["shares"] > resp[w].shares),
+                    partial[w].eq(fewer),
+                    over[w].eq(~whole & (ev["shares"] > resp[w].shares)),
+                    taken[w].eq(Mux(fewer, ev["shares"], resp[w].shares)),
                     left[w].eq(resp[w].shares - ev["shares"]),
                 ]
-        # one-hot choices, lowest way first (a reference is held at most once in a bucket)
-        hit_1h  = Signal(ways)
+        # a reference is held at most once in a bucket (an add of a held one is refused), so
+        # `hits` is one-hot already; a free way is chosen lowest first
+        hit_1h  = hits
         free_1h = Signal(ways)
         for w in range(ways):
-            m.d.comb += [hit_1h[w].eq(hits[w] & ~hits[:w].any() if w else hits[w]),
-                         free_1h[w].eq(frees[w] & ~frees[:w].any() if w else frees[w])]
+            m.d.comb += free_1h[w].eq(frees[w] & ~frees[:w].any() if w else frees[w])
+        # the hit way's entry and the shares a reduce takes from it: AND-OR over the one-hot
         entry = Signal(OrderEntry)
-        for w in range(ways):
-            with m.If(hit_1h[w]):
-                m.d.comb += entry.eq(wbucket[w])
+        hit_taken = Signal(32)
+        m.d.comb += [entry.eq(_one_hot_select(hit_1h, [wbucket[w] for w in range(ways)])),
+                     hit_taken.eq(_one_hot_select(hit_1h, [taken[w] for w in range(ways)]))]
         hit, has_free = hits.any(), frees.any()
+
+        # what DECIDE does to each way, registered: WRITE builds the bucket it writes from
+        # these one-hot selects, so the decision drives 3 x ways flip-flops, not the bucket's
+        # every bit
+        put     = Signal(ways)                    # the new entry goes into this way
+        clear   = Signal(ways)                    # the way is freed
+        reduced = Signal(ways)                    # the way keeps `left` shares
+        new_r   = Signal(OrderEntry)              # the new entry, as DECIDE built it
+        c_put, c_clear, c_reduced = Signal(ways), Signal(ways), Signal(ways)
+        m.d.sync += [put.eq(c_put), clear.eq(c_clear), reduced.eq(c_reduced)]
+        written = Signal(bucket_layout(ways))
+        for w in range(ways):
+            m.d.comb += written[w].eq(wbucket[w])
+            with m.If(put[w]):
+                m.d.comb += written[w].eq(new_r)
+            with m.Elif(clear[w]):
+                m.d.comb += written[w].eq(0)
+            with m.Elif(reduced[w]):
+                m.d.comb += written[w].shares.eq(left[w])
 
         # the read goes out with the event (its reference while idle, then the key)
         idle = Signal()                     # the FSM is in IDLE (the select is not `ready`)
         m.d.comb += [
             mem.req.p.addr.eq(Mux(idle, reference_hash(i.p["order_ref"], self._bucket_bits),
                                   reference_hash(key, self._bucket_bits))),
-            mem.req.p.data.eq(wbucket),
+            mem.req.p.data.eq(written),
         ]
 
         # subscription read address: the incoming event while idle, then held; the entry is
         # registered before it is used
-        m.d.comb += sub_rp.addr.eq(Mux(idle, i.p["stock_locate"],
+        m.d.comb += subs.r_addr.eq(Mux(idle, i.p["stock_locate"],
                                        ev["stock_locate"])[:self._locate_bits])
         sub = Signal(SubscriptionEntry)
-        m.d.sync += sub.eq(sub_rp.data)
+        m.d.sync += sub.eq(subs.r_data)
+
+        # a replace's new half keeps the old order's symbol and side
+        m.d.sync += [
+            new_r.valid.eq(1),
+            new_r.order_ref.eq(key),
+            new_r.price.eq(ev["price"]),
+            new_r.shares.eq(ev["shares"]),
+            new_r.side.eq(Mux(phase2, op.side, ev["side"])),
+            new_r.slot.eq(Mux(phase2, op.slot, sub.slot)),
+            new_r.stock_locate.eq(Mux(phase2, op.stock_locate, ev["stock_locate"])),
+        ]
+
+        # what the event is, worked out while the bucket is read (the subscription entry is
+        # registered a cycle before the bucket's flags): DECIDE starts from these flip-flops
+        pre_ignored, pre_unsubscribed, pre_add, pre_replace = (
+            Signal(name=n) for n in ("pre_ignored", "pre_unsubscribed", "pre_add",
+                                     "pre_replace"))
+        kind = ev["kind"]
+        book_kind = Cat(*(kind == k for k in BOOK_KINDS)).any()
+        m.d.sync += [
+            pre_ignored.eq(~phase2 & ~book_kind),
+            pre_unsubscribed.eq(~phase2 & (~locate_ok | ~sub.enable)),
+            pre_add.eq(phase2 | (kind == EventKind.Add)),
+            pre_replace.eq(kind == EventKind.Replace),
+        ]
 
         with m.If(o.ready):
             m.d.sync += o.valid.eq(0)
@@ -256,10 +327,10 @@ class OrderTable(wiring.Component):
                 with m.If(self.subscribe.valid):
                     m.d.comb += [
                         self.subscribe.ready.eq(1),
-                        sub_wp.addr.eq(self.subscribe.p.stock_locate[:self._locate_bits]),
-                        sub_wp.data.enable.eq(self.subscribe.p.enable),
-                        sub_wp.data.slot.eq(self.subscribe.p.slot),
-                        sub_wp.en.eq((self.subscribe.p.stock_locate >> self._locate_bits) == 0),
+                        subs.w_addr.eq(self.subscribe.p.stock_locate[:self._locate_bits]),
+                        subs.w_data.enable.eq(self.subscribe.p.enable),
+                        subs.w_data.slot.eq(self.subscribe.p.slot),
+                        subs.w_en.eq((self.subscribe.p.stock_locate >> self._locate_bits) == 0),
                     ]
                 with m.Else():
                     m.d.comb += [i.ready.eq(mem.req.ready),
@@ -295,33 +366,19 @@ class OrderTable(wiring.Component):
                     ]
                 with m.If(have):
                     m.d.sync += op.eq(op_n)
-                book_kind = Cat(*(kind == k for k in BOOK_KINDS)).any()
                 final = Signal()            # no second half follows
                 m.d.comb += final.eq(1)
                 with m.If(~have):
                     m.d.comb += final.eq(0)
-                with m.Elif(~phase2 & ~book_kind):
+                with m.Elif(pre_ignored):
                     m.d.comb += final.eq(0)
                     count("ignored")
                     m.next = "IDLE"
-                with m.Elif(~phase2 & (~locate_ok | ~sub.enable)):
+                with m.Elif(pre_unsubscribed):
                     m.d.comb += final.eq(0)
                     count("unsubscribed")
                     m.next = "IDLE"
-                with m.Elif(phase2 | (kind == EventKind.Add)):
-                    new = Signal(OrderEntry)
-                    m.d.comb += [
-                        new.valid.eq(1),
-                        new.order_ref.eq(key),
-                        new.price.eq(ev["price"]),
-                        new.shares.eq(shares),
-                    ]
-                    with m.If(phase2):      # a replace keeps the old order's symbol, side
-                        m.d.comb += [new.side.eq(op.side), new.slot.eq(op.slot),
-                                     new.stock_locate.eq(op.stock_locate)]
-                    with m.Else():
-                        m.d.comb += [new.side.eq(ev["side"]), new.slot.eq(sub.slot),
-                                     new.stock_locate.eq(ev["stock_locate"])]
+                with m.Elif(pre_add):
                     with m.If(hit):
                         count("duplicate_add")
                         m.next = "EMIT"
@@ -333,12 +390,10 @@ class OrderTable(wiring.Component):
                         m.d.comb += op_n.invalidate.eq(1)
                         m.next = "EMIT"
                     with m.Else():
-                        for w in range(ways):
-                            with m.If(free_1h[w]):
-                                m.d.sync += wbucket[w].eq(new)
+                        m.d.comb += c_put.eq(free_1h)
                         m.d.comb += [op_n.add.eq(1), op_n.add_price.eq(ev["price"]),
                                      op_n.add_shares.eq(shares)]
-                        self._occupancy(m, +1)
+                        m.d.sync += occ_up.eq(1)
                         m.next = "WRITE"
                 with m.Elif(~hit):
                     count("unknown_reference")
@@ -352,21 +407,16 @@ class OrderTable(wiring.Component):
                         op_n.stock_locate.eq(entry.stock_locate),
                         op_n.side.eq(entry.side),
                     ]
-                    with m.If(kind == EventKind.Replace):
+                    with m.If(pre_replace):
                         m.d.comb += final.eq(0)
-                    whole = (kind == EventKind.Delete) | (kind == EventKind.Replace)
-                    with m.If(~whole & (fewer & hit_1h).any()):
-                        for w in range(ways):
-                            with m.If(hit_1h[w]):
-                                m.d.sync += wbucket[w].shares.eq(left[w])
-                        m.d.comb += op_n.reduce_shares.eq(shares)
-                    with m.Else():
-                        for w in range(ways):
-                            with m.If(hit_1h[w]):
-                                m.d.sync += wbucket[w].eq(0)        # a free way
-                        m.d.comb += [op_n.reduce_shares.eq(entry.shares), op_n.remove.eq(1)]
-                        self._occupancy(m, -1)
-                        with m.If(~whole & (more & hit_1h).any()):
+                    # the hit way keeps its shares less the taken ones, or is freed
+                    m.d.comb += [c_reduced.eq(hit_1h & partial),
+                                 c_clear.eq(hit_1h & ~partial),
+                                 op_n.reduce_shares.eq(hit_taken)]
+                    with m.If(~(partial & hit_1h).any()):
+                        m.d.comb += op_n.remove.eq(1)
+                        m.d.sync += occ_down.eq(1)
+                        with m.If((over & hit_1h).any()):
                             count("overfill")
                     m.next = "WRITE"
                 # the payload loads whenever the output is free; only `valid` (and `sent`)
@@ -403,9 +453,6 @@ class OrderTable(wiring.Component):
                 with m.Else():
                     m.next = "IDLE"
         return m
-
-    def _occupancy(self, m, delta):
-        m.d.sync += self.occupancy.eq(self.occupancy + delta)
 
 
 class OrderTableUnit(wiring.Component):
