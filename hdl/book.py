@@ -164,11 +164,9 @@ class Book(wiring.Component):
         for k in range(L):
             m.d.comb += c_at[k].eq(~c_better[k] & (c_better[k - 1] if k else 1))
         c_gone = Signal()                       # the equal level's orders == remove
-        c_same = Signal()                       # the equal level's shares == add_shares
         m.d.comb += [
-            c_gone.eq(Cat(c_equal[k] & (lv[k].orders == op.remove) for k in range(L)).any()),
-            c_same.eq(Cat(c_equal[k] & (lv[k].shares == op.add_shares)
-                          for k in range(L)).any()),
+            # (a reduce that removes no order leaves every present level's orders)
+            c_gone.eq(op.remove & Cat(c_equal[k] & (lv[k].orders == 1) for k in range(L)).any()),
         ]
         # every level's shares and orders as the pass would leave them, registered with the
         # flags: APPLY only selects
@@ -185,10 +183,12 @@ class Book(wiring.Component):
         found   = Signal()
         full    = Signal()
         gone    = Signal()
-        same    = Signal()
+        same_at = Signal(L)                     # the level's shares == add_shares
         m.d.sync += [better.eq(c_better), equal.eq(c_equal), at.eq(c_at),
                      found.eq(c_equal.any()), full.eq(row.count == L), gone.eq(c_gone),
-                     same.eq(c_same)]
+                     same_at.eq(Cat(lv[k].shares == op.add_shares for k in range(L)))]
+        same = Signal()                         # the equal level's shares == add_shares
+        m.d.comb += same.eq((equal & same_at).any())
         # the pass changes the top N levels (exactly: adjacent levels differ in price, a
         # present level holds at least one order); from the registered flags, beside APPLY's
         # selects

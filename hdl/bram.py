@@ -1,10 +1,11 @@
 """Deep block RAM without an output multiplexer.
 
-Yosys maps a memory deeper than one block RAM's widest configuration (2k x 9 on ECP5) as
-several blocks side by side in depth, with LUT multiplexers after their outputs. ECP5 block RAM
+Yosys may map a memory deeper than one block RAM holds at the memory's width (512 x 36 on
+ECP5, down to 16k x 1) as several blocks side by side in depth, with LUT multiplexers after
+their outputs. ECP5 block RAM
 is slow to come out (about 5.8 ns clock-to-out without its output register), so a multiplexer
 there costs the whole clock at 125 MHz. :class:`ColumnMemory` cuts the word into columns instead,
-each as narrow as one block needs to hold the whole depth (16k x 1, 8k x 2, 4k x 4): every
+each as narrow as one block needs to hold the whole depth (1k x 18 ... 16k x 1): every
 output bit comes straight from one block. It costs at most one block more than the banked
 mapping.
 
@@ -72,7 +73,7 @@ class ColumnMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = self._width
-        step = column_width(self._depth) if self._depth > 2048 else width
+        step = column_width(self._depth) if self._depth > 512 else width
         outs = []
         for n, lo in enumerate(range(0, width, step)):
             cw = min(step, width - lo)

@@ -8,13 +8,16 @@ bucket is full is refused: counted in ``table_full`` and the symbol's book flagg
 ``capacity`` = buckets x ways; at a load factor of 1/2 with 8 ways about 1 add in 10^4 meets a
 full bucket (less with more ways or a lower load).
 
-Per event: the bucket read goes out with the event as it is taken; block RAM answers, its data
-is registered (:class:`BlockRamOrderMemory`), then the bucket and what each way says (holds the
-key, is free, holds more or fewer shares) are registered; the decision reads only those
-registers and sends its :class:`~tickpath.protocol.bookfeed.BookOp` at once (valid 4 cycles
-after the event was taken: add, execute, cancel, delete), and the bucket is written the cycle
-after. A replace then reads, decides and writes the new reference's bucket (its op valid 9
-cycles after the event). No block RAM output and no 64-bit compare stands in front of a decision.
+Per event: the event waits in an input register with its bucket hashed; the bucket read goes
+out as it is taken; block RAM answers, its data is registered (:class:`BlockRamOrderMemory`),
+then the bucket and what each way says (holds the key, is free, what a reduce takes from it)
+are registered; the decision reads only those registers, sends its
+:class:`~tickpath.protocol.bookfeed.BookOp` at once (valid 5 cycles after the stream handed the
+event over: add, execute, cancel, delete) and registers one-hot selects per way, from which the
+bucket is written the cycle after. A replace then reads, decides and writes the new reference's
+bucket (its op valid 10 cycles after). No block RAM output, hash or 64-bit compare stands in
+front of a decision or an address; counters count a cycle late, from a strobe.
+
 The decision follows :class:`tickpath.model.book.BookBuilder` exactly (duplicate adds and zero
 shares ignored, overfills remove the order); where it cannot (unknown reference, full bucket) it
 flags the book.
@@ -22,7 +25,6 @@ flags the book.
 
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tickpath.hdl.bram import ColumnMemory
@@ -82,20 +84,19 @@ class BlockRamOrderMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.storage = storage = Memory(shape=bucket_layout(self._ways),
-                                                depth=1 << self._addr_width, init=[])
-        wp = storage.write_port()
-        rp = storage.read_port(domain="sync")
+        m.submodules.storage = storage = ColumnMemory(shape=bucket_layout(self._ways),
+                                                      depth=1 << self._addr_width)
         req = self.bus.req
         m.d.comb += [
             req.ready.eq(1),
-            wp.addr.eq(req.p.addr), wp.data.eq(req.p.data), wp.en.eq(req.valid & req.p.write),
-            rp.addr.eq(req.p.addr),             # always enabled: the data is registered
+            storage.w_addr.eq(req.p.addr), storage.w_data.eq(req.p.data),
+            storage.w_en.eq(req.valid & req.p.write),
+            storage.r_addr.eq(req.p.addr),      # always enabled: the data is registered
         ]
         # the read data goes through a register (block RAM's clock-to-output is slow)
         read = Signal()
         m.d.sync += [read.eq(req.valid & ~req.p.write),
-                     self.bus.resp.valid.eq(read), self.bus.resp.p.data.eq(rp.data)]
+                     self.bus.resp.valid.eq(read), self.bus.resp.p.data.eq(storage.r_data)]
         return m
 
 
@@ -273,15 +274,33 @@ class OrderTable(wiring.Component):
 
         # the read goes out with the event (its reference while idle, then the key)
         idle = Signal()                     # the FSM is in IDLE (the select is not `ready`)
+        # the input register: an event waits here with its reference's bucket already hashed,
+        # so no hash stands between the stream and the block RAM's address (an event costs the
+        # table 4 cycles or more, so refusing while one waits costs no throughput)
+        inp        = Signal(TimedFeedEvent)
+        inp_valid  = Signal()
+        inp_bucket = Signal(self._bucket_bits)
+        inp_take   = Signal()               # IDLE takes `inp` this cycle
+        m.d.comb += i.ready.eq(~inp_valid)
+        with m.If(inp_take):
+            m.d.sync += inp_valid.eq(0)
+        with m.If(i.valid & ~inp_valid):
+            m.d.sync += [inp.eq(i.p), inp_valid.eq(1),
+                         inp_bucket.eq(reference_hash(i.p["order_ref"], self._bucket_bits))]
+
+        # past IDLE the key's bucket comes from a register: the reference's as the event is
+        # taken, the new reference's (hashed from `ev` meanwhile) as a replace turns to it
+        bucket = Signal(self._bucket_bits)
+        new_bucket = Signal(self._bucket_bits)
+        m.d.sync += new_bucket.eq(reference_hash(ev["new_order_ref"], self._bucket_bits))
         m.d.comb += [
-            mem.req.p.addr.eq(Mux(idle, reference_hash(i.p["order_ref"], self._bucket_bits),
-                                  reference_hash(key, self._bucket_bits))),
+            mem.req.p.addr.eq(Mux(idle, inp_bucket, bucket)),
             mem.req.p.data.eq(written),
         ]
 
         # subscription read address: the incoming event while idle, then held; the entry is
         # registered before it is used
-        m.d.comb += subs.r_addr.eq(Mux(idle, i.p["stock_locate"],
+        m.d.comb += subs.r_addr.eq(Mux(idle, inp["stock_locate"],
                                        ev["stock_locate"])[:self._locate_bits])
         sub = Signal(SubscriptionEntry)
         m.d.sync += sub.eq(subs.r_data)
@@ -333,14 +352,15 @@ class OrderTable(wiring.Component):
                         subs.w_en.eq((self.subscribe.p.stock_locate >> self._locate_bits) == 0),
                     ]
                 with m.Else():
-                    m.d.comb += [i.ready.eq(mem.req.ready),
-                                 mem.req.valid.eq(i.valid), mem.req.p.write.eq(0)]
-                    with m.If(i.valid & mem.req.ready):
+                    m.d.comb += [inp_take.eq(inp_valid & mem.req.ready),
+                                 mem.req.valid.eq(inp_valid), mem.req.p.write.eq(0)]
+                    with m.If(inp_valid & mem.req.ready):
                         m.d.sync += [
-                            ev.eq(i.p),
+                            ev.eq(inp),
+                            bucket.eq(inp_bucket),
                             phase2.eq(0),
-                            locate_ok.eq((i.p["stock_locate"] >> self._locate_bits) == 0),
-                            zero_shares.eq(i.p["shares"] == 0),
+                            locate_ok.eq((inp["stock_locate"] >> self._locate_bits) == 0),
+                            zero_shares.eq(inp["shares"] == 0),
                         ]
                         count("events")
                         m.next = "DECIDE"
@@ -433,7 +453,7 @@ class OrderTable(wiring.Component):
                 m.d.comb += [mem.req.valid.eq(1), mem.req.p.write.eq(1)]
                 with m.If(mem.req.ready):
                     with m.If((ev["kind"] == EventKind.Replace) & ~phase2):
-                        m.d.sync += phase2.eq(1)
+                        m.d.sync += [phase2.eq(1), bucket.eq(new_bucket)]
                         m.next = "READ"
                     with m.Elif(sent):
                         m.next = "IDLE"

@@ -129,7 +129,9 @@ def test_parameters_are_checked():
 
 
 def test_cycle_cost_per_event():
-    """An op is valid 4 cycles after its event was taken (9 for a replace: a second bucket)."""
+    """An op is valid 5 cycles after its event was taken: the input register, then the bucket
+    read, its data registered, the per-way flags registered and the decision (10 for a
+    replace: a second bucket)."""
     add = {**zero_event(), "kind": EventKind.Add, "stock_locate": 1, "order_ref": 7,
            "price": 100, "shares": 5}
     replace = {**zero_event(), "kind": EventKind.Replace, "stock_locate": 1, "order_ref": 7,
@@ -162,4 +164,4 @@ def test_cycle_cost_per_event():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert [v - t for t, v in zip(taken, valid, strict=True)] == [4, 9]
+    assert [v - t for t, v in zip(taken, valid, strict=True)] == [5, 10]

@@ -48,14 +48,19 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
     Entry("mold_sequencer_wide", "tickpath.hdl.mold_sequencer_wide:MoldSequencerWide", {},
           devices=(E85,)),
     Entry("order_table",     "tickpath.hdl.order_table:OrderTableUnit",
-          {E85: {"capacity": 8192}, E25: {"capacity": 2048}, UP5K: {"capacity": 512}}),
+          {E85: {"capacity": 8192}, E25: {"capacity": 2048, "ways": 4},
+           UP5K: {"capacity": 512}}),
+    # 25F: 4-way buckets and 8 levels a side, so table (18 EBR), book (19) and the locate
+    # tables fit its 56 block RAMs together
     Entry("book",            "tickpath.hdl.book:Book",
-          {E85: {"slots": 256}, E25: {"slots": 64}, UP5K: {"slots": 8}}),
+          {E85: {"slots": 256}, E25: {"slots": 64, "levels": 8}, UP5K: {"slots": 8}}),
     Entry("feed_book",       "tickpath.hdl.feed_book:FeedBook",
-          {E85: {"capacity": 8192, "slots": 256}, E25: {"capacity": 2048, "slots": 64},
+          {E85: {"capacity": 8192, "slots": 256},
+           E25: {"capacity": 2048, "ways": 4, "slots": 64, "levels": 8},
            UP5K: {"capacity": 512, "slots": 8}}),
     Entry("feed_path",       "tickpath.hdl.feed_path:FeedPath",
-          {E85: {"capacity": 8192, "slots": 256}, E25: {"capacity": 2048, "slots": 64},
+          {E85: {"capacity": 8192, "slots": 256},
+           E25: {"capacity": 2048, "ways": 4, "slots": 64, "levels": 8},
            UP5K: {"capacity": 512, "slots": 8, "levels": 8, "host_depth": 256,
                   "buffer_depth": 1024}}),
     # 64 symbols, 4k resting orders beside the feed path (price levels in block RAM)
