@@ -8,10 +8,11 @@ removal) and writes it back: the "shift" is one cycle wide, not one cycle per le
 small memory holds each side's best (price, shares) so the other side's BBO needs no full row.
 
 Cycle cost per :class:`~tickpath.protocol.bookfeed.BookOp`: accept (the rows are read), load
-(their read data into registers), compare (every level's flags against the op's price,
-registered), apply (the new row from those flags, written back, and its update sent): the
-update is valid 4 cycles after the op was taken, 6 when it both reduces and adds (a replace:
-compare and apply twice). Whether the top ``depth`` levels changed is derived from the
+(their read data into registers), compare (every level's price against the op's, registered),
+order (where the price goes, whether a level holds it, whether its last order goes, registered
+from those), apply (the new row from those flags, written back, and its update sent): the
+update is valid 5 cycles after the op was taken, 8 when it both reduces and adds (a replace:
+compare, order and apply twice). Whether the top ``depth`` levels changed is derived from the
 compares (the changed level's index, and for a replace whether the add put back what the
 reduce took), not from comparing the rows. A row is ``levels x 80 + 32`` bits wide: 512 rows
 of 16 levels (256 symbols) is about 0.66 Mbit.
@@ -149,6 +150,15 @@ class Book(wiring.Component):
         do_add = Signal()
         price  = Signal(32)
         shares = Signal(32)
+        # the pass loads from a strobe registered the cycle before (the op taken: its first
+        # pass; ORDER of a reduce + add: the add pass), so no state decode drives the enables
+        load_pass = Signal()
+        load_add  = Signal()
+        m.d.sync += load_pass.eq(0)
+        with m.If(load_pass):
+            m.d.sync += [do_add.eq(load_add),
+                         price.eq(Mux(load_add, op.add_price, op.reduce_price)),
+                         shares.eq(Mux(load_add, op.add_shares, op.reduce_shares))]
         bid = ~op.side
         lv = row.levels
         present = Signal(L)
@@ -160,14 +170,6 @@ class Book(wiring.Component):
                 c_better[k].eq(present[k] & Mux(bid, lv[k].price > price, lv[k].price < price)),
                 c_equal[k].eq(present[k] & (lv[k].price == price)),
             ]
-        c_at = Signal(L)                        # one-hot: the first level not better
-        for k in range(L):
-            m.d.comb += c_at[k].eq(~c_better[k] & (c_better[k - 1] if k else 1))
-        c_gone = Signal()                       # the equal level's orders == remove
-        m.d.comb += [
-            # (a reduce that removes no order leaves every present level's orders)
-            c_gone.eq(op.remove & Cat(c_equal[k] & (lv[k].orders == 1) for k in range(L)).any()),
-        ]
         # every level's shares and orders as the pass would leave them, registered with the
         # flags: APPLY only selects
         upd = Signal(data.ArrayLayout(data.StructLayout({"shares": 32, "orders": ORDERS_WIDTH}),
@@ -177,16 +179,25 @@ class Book(wiring.Component):
                 upd[k].shares.eq(Mux(do_add, lv[k].shares + shares, lv[k].shares - shares)),
                 upd[k].orders.eq(Mux(do_add, lv[k].orders + 1, lv[k].orders - op.remove)),
             ]
+        # CMP registers every level's compares with the pass's price (and what else each level
+        # says); ORDER registers what follows from them: where the price goes, whether a level
+        # holds it, whether its last order goes. Both register every cycle: `row` and the pass
+        # hold still from CMP to APPLY.
         better  = Signal(L)
         equal   = Signal(L)
-        at      = Signal(L)
+        one     = Signal(L)                     # the level holds one order
+        same_at = Signal(L)                     # the level's shares == add_shares
+        m.d.sync += [better.eq(c_better), equal.eq(c_equal),
+                     one.eq(Cat(lv[k].orders == 1 for k in range(L))),
+                     same_at.eq(Cat(lv[k].shares == op.add_shares for k in range(L)))]
+        at      = Signal(L)                     # one-hot: the first level not better
         found   = Signal()
         full    = Signal()
-        gone    = Signal()
-        same_at = Signal(L)                     # the level's shares == add_shares
-        m.d.sync += [better.eq(c_better), equal.eq(c_equal), at.eq(c_at),
-                     found.eq(c_equal.any()), full.eq(row.count == L), gone.eq(c_gone),
-                     same_at.eq(Cat(lv[k].shares == op.add_shares for k in range(L)))]
+        gone    = Signal()                      # the equal level's last order goes
+        m.d.sync += [at.eq(Cat(~better[k] & (better[k - 1] if k else 1) for k in range(L))),
+                     found.eq(equal.any()), full.eq(row.count == L),
+                     # (a reduce that removes no order leaves every present level's orders)
+                     gone.eq(op.remove & (equal & one).any())]
         same = Signal()                         # the equal level's shares == add_shares
         m.d.comb += same.eq((equal & same_at).any())
         # the pass changes the top N levels (exactly: adjacent levels differ in price, a
@@ -305,7 +316,8 @@ class Book(wiring.Component):
                 with m.Else():
                     m.d.comb += i.ready.eq(1)
                     with m.If(i.valid):
-                        m.d.sync += [op.eq(i.p), is_query.eq(0)]
+                        m.d.sync += [op.eq(i.p), is_query.eq(0),
+                                     load_pass.eq(1), load_add.eq(~i.p.reduce)]
                         count("ops")
                         m.next = "LOAD"
 
@@ -316,9 +328,6 @@ class Book(wiring.Component):
                                             op.stock_locate)),
                     other.eq(best_rp.data),
                     overflow.eq(0), missing.eq(0), second.eq(0),
-                    do_add.eq(~op.reduce),
-                    price.eq(Mux(op.reduce, op.reduce_price, op.add_price)),
-                    shares.eq(Mux(op.reduce, op.reduce_shares, op.add_shares)),
                     reduces.eq(op.remove | (op.reduce_shares != 0)),
                     was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
                     same_price.eq(op.reduce_price == op.add_price),
@@ -330,6 +339,11 @@ class Book(wiring.Component):
                     m.next = "FINISH"
 
             with m.State("CMP"):
+                m.next = "ORDER"
+
+            with m.State("ORDER"):
+                with m.If(op.reduce & op.add & ~second):
+                    m.d.sync += [load_pass.eq(1), load_add.eq(1)]     # the add pass next
                 m.next = "APPLY"
 
             with m.State("APPLY"):
@@ -337,8 +351,7 @@ class Book(wiring.Component):
                              missing.eq(missing | pass_missing)]
                 with m.If(op.reduce & op.add & ~second):
                     # the reduce pass's flags, and whether the add can put back what it took
-                    m.d.sync += [second.eq(1), changed1.eq(changed), do_add.eq(1),
-                                 price.eq(op.add_price), shares.eq(op.add_shares),
+                    m.d.sync += [second.eq(1), changed1.eq(changed),
                                  undone.eq(same_price & found & op.remove
                                            & Mux(gone, same, same_shares))]
                     m.next = "CMP"

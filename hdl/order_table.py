@@ -94,9 +94,12 @@ class BlockRamOrderMemory(wiring.Component):
             storage.r_addr.eq(req.p.addr),      # always enabled: the data is registered
         ]
         # the read data goes through a register (block RAM's clock-to-output is slow)
+        # (reset-less: a reset term would put a LUT between the block RAM and the register)
         read = Signal()
+        data_r = Signal(bucket_layout(self._ways), reset_less=True)
         m.d.sync += [read.eq(req.valid & ~req.p.write),
-                     self.bus.resp.valid.eq(read), self.bus.resp.p.data.eq(storage.r_data)]
+                     self.bus.resp.valid.eq(read), data_r.eq(storage.r_data)]
+        m.d.comb += self.bus.resp.p.data.eq(data_r)
         return m
 
 
@@ -193,7 +196,7 @@ class OrderTable(wiring.Component):
         zero_shares = Signal()        # ev's shares == 0
         phase2   = Signal()           # a replace's second half: the new reference
         op       = Signal(BookOp)
-        key      = Signal(64)
+        key      = Signal(64)         # the reference looked up: ev's, then a replace's new one
 
         # counters count a cycle late: the decision drives one strobe flip-flop per counter,
         # not the enables of every counter's 32 bits
@@ -211,7 +214,6 @@ class OrderTable(wiring.Component):
         m.d.sync += [occ_up.eq(0), occ_down.eq(0),
                      self.occupancy.eq(self.occupancy + occ_up - occ_down)]
 
-        m.d.comb += key.eq(Mux(phase2, ev["new_order_ref"], ev["order_ref"]))
 
         # --- the bucket: taken from the response into `wbucket`, with per-way flags ---------
         # Nothing is decided on the response itself (block RAM data is slow to come out): the
@@ -251,7 +253,14 @@ class OrderTable(wiring.Component):
         hit_taken = Signal(32)
         m.d.comb += [entry.eq(_one_hot_select(hit_1h, [wbucket[w] for w in range(ways)])),
                      hit_taken.eq(_one_hot_select(hit_1h, [taken[w] for w in range(ways)]))]
-        hit, has_free = hits.any(), frees.any()
+        # whether any way holds the key or is free, registered with the flags themselves so the
+        # decision starts from flip-flops
+        hit, has_free = Signal(name="hit"), Signal(name="has_free")
+        with m.If(mem.resp.valid):
+            m.d.sync += [
+                hit.eq(Cat(resp[w].valid & (resp[w].order_ref == key) for w in range(ways)).any()),
+                has_free.eq(Cat(~resp[w].valid for w in range(ways)).any()),
+            ]
 
         # what DECIDE does to each way, registered: WRITE builds the bucket it writes from
         # these one-hot selects, so the decision drives 3 x ways flip-flops, not the bucket's
@@ -358,6 +367,7 @@ class OrderTable(wiring.Component):
                         m.d.sync += [
                             ev.eq(inp),
                             bucket.eq(inp_bucket),
+                            key.eq(inp["order_ref"]),
                             phase2.eq(0),
                             locate_ok.eq((inp["stock_locate"] >> self._locate_bits) == 0),
                             zero_shares.eq(inp["shares"] == 0),
@@ -453,7 +463,8 @@ class OrderTable(wiring.Component):
                 m.d.comb += [mem.req.valid.eq(1), mem.req.p.write.eq(1)]
                 with m.If(mem.req.ready):
                     with m.If((ev["kind"] == EventKind.Replace) & ~phase2):
-                        m.d.sync += [phase2.eq(1), bucket.eq(new_bucket)]
+                        m.d.sync += [phase2.eq(1), bucket.eq(new_bucket),
+                                     key.eq(ev["new_order_ref"])]
                         m.next = "READ"
                     with m.Elif(sent):
                         m.next = "IDLE"
