@@ -307,12 +307,15 @@ class OrderTable(wiring.Component):
             mem.req.p.data.eq(written),
         ]
 
-        # subscription read address: the incoming event while idle, then held; the entry is
-        # registered before it is used
-        m.d.comb += subs.r_addr.eq(Mux(idle, inp["stock_locate"],
-                                       ev["stock_locate"])[:self._locate_bits])
+        # subscription read: always at the input register's locate (no multiplexer in front of
+        # the address, nor of the collision check Yosys adds beside it); the entry read for
+        # the event just taken is registered the cycle after
+        m.d.comb += subs.r_addr.eq(inp["stock_locate"][:self._locate_bits])
         sub = Signal(SubscriptionEntry)
-        m.d.sync += sub.eq(subs.r_data)
+        took = Signal()
+        m.d.sync += took.eq(inp_take)
+        with m.If(took):
+            m.d.sync += sub.eq(subs.r_data)
 
         # a replace's new half keeps the old order's symbol and side
         m.d.sync += [
