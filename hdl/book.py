@@ -31,6 +31,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from tickpath.hdl.counters import late_counters
 from tickpath.protocol.bookfeed import (
     CYCLE_WIDTH,
     ORDERS_WIDTH,
@@ -131,16 +132,8 @@ class Book(wiring.Component):
         missing  = Signal()
         second   = Signal()                     # the add pass of an op that reduces and adds
 
-        # counters count a cycle late: a decision drives one strobe flip-flop per counter,
-        # not the enables of the counter's every bit
-        strobes = {name: Signal(name=f"{name}_strobe") for name in COUNTERS}
-        for name, strobe in strobes.items():
-            m.d.sync += strobe.eq(0)
-            with m.If(strobe):
-                m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
-
-        def count(name):
-            m.d.sync += strobes[name].eq(1)
+        # counters count a cycle late (one strobe each, not the counters' every enable)
+        count = late_counters(m, {name: getattr(self, name) for name in COUNTERS})
 
         # --- one pass: an add or a reduce on `row`, compared (CMP) then applied (APPLY) ------
         # CMP registers what every level says about the pass's price; APPLY builds `row_out`

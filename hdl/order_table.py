@@ -28,6 +28,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tickpath.hdl.bram import ColumnMemory
+from tickpath.hdl.counters import late_counters
 from tickpath.protocol.bookfeed import (
     BOOK_KINDS,
     SLOT_WIDTH,
@@ -198,16 +199,8 @@ class OrderTable(wiring.Component):
         op       = Signal(BookOp)
         key      = Signal(64)         # the reference looked up: ev's, then a replace's new one
 
-        # counters count a cycle late: the decision drives one strobe flip-flop per counter,
-        # not the enables of every counter's 32 bits
-        strobes = {name: Signal(name=f"{name}_strobe") for name in COUNTERS}
-        for name, strobe in strobes.items():
-            m.d.sync += strobe.eq(0)
-            with m.If(strobe):
-                m.d.sync += getattr(self, name).eq(getattr(self, name) + 1)
-
-        def count(name):
-            m.d.sync += strobes[name].eq(1)
+        # counters count a cycle late (one strobe each, not the counters' every enable)
+        count = late_counters(m, {name: getattr(self, name) for name in COUNTERS})
 
         # occupancy too: one strobe each way, applied the cycle after
         occ_up, occ_down = Signal(), Signal()
