@@ -135,11 +135,10 @@ class Book(wiring.Component):
         # counters count a cycle late (one strobe each, not the counters' every enable)
         count = late_counters(m, {name: getattr(self, name) for name in COUNTERS})
 
-        # --- one pass: an add or a reduce on `row`, compared (CMP) then applied (APPLY) ------
-        # CMP registers what every level says about the pass's price; APPLY builds `row_out`
-        # from those flags alone, so neither stage has a compare in front of a wide select.
-        # the pass: registered as it starts (LOAD, or APPLY into the add pass), so every
-        # level's compare starts from a flip-flop
+        # --- one pass: an add or a reduce on `row`: CMP, ORDER, then APPLY -------------------
+        # CMP and ORDER register what every level says about the pass's price; APPLY builds
+        # `row_out` from those flags alone, so no stage has a compare in front of a wide select.
+        # The pass's price and shares are registers, so every compare starts from a flip-flop.
         do_add = Signal()
         price  = Signal(32)
         shares = Signal(32)

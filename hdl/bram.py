@@ -2,12 +2,11 @@
 
 Yosys may map a memory deeper than one block RAM holds at the memory's width (512 x 36 on
 ECP5, down to 16k x 1) as several blocks side by side in depth, with LUT multiplexers after
-their outputs. ECP5 block RAM
-is slow to come out (about 5.8 ns clock-to-out without its output register), so a multiplexer
-there costs the whole clock at 125 MHz. :class:`ColumnMemory` cuts the word into columns instead,
-each as narrow as one block needs to hold the whole depth (1k x 18 ... 16k x 1): every
-output bit comes straight from one block. It costs at most one block more than the banked
-mapping.
+their outputs. ECP5 block RAM is slow to come out (about 5.8 ns clock-to-out without its output
+register), so a multiplexer there costs the whole clock at 125 MHz. :class:`ColumnMemory` cuts
+the word into columns instead, each as narrow as one block needs to hold the whole depth
+(1k x 18 ... 16k x 1): every output bit comes straight from one block. It costs at most one
+block more than the banked mapping.
 
 Behaviour is that of one :class:`~amaranth.lib.memory.Memory` with one write port and one
 synchronous, always-enabled read port (data one cycle after the address).
@@ -52,7 +51,6 @@ class ColumnMemory(wiring.Component):
     """
 
     def __init__(self, *, shape, depth, init=None):
-        self._shape = shape
         self._depth = depth
         self._width = Shape.cast(shape).width
         abits = max(1, (depth - 1).bit_length())

@@ -219,17 +219,21 @@ class OrderTable(wiring.Component):
         taken    = Signal(data.ArrayLayout(32, ways))   # the shares a reduce of the way takes
         left     = Signal(data.ArrayLayout(32, ways))   # the way's shares - ev's shares
         have     = Signal()                       # the registers above hold the response
+        hit      = Signal()                       # some way holds the key
+        has_free = Signal()                       # some way is free
         resp = mem.resp.p.data
+        resp_hits = Cat(resp[w].valid & (resp[w].order_ref == key) for w in range(ways))
+        resp_frees = Cat(~resp[w].valid for w in range(ways))
         # a delete or replace takes the whole order; an execute or cancel takes its shares
         whole = (ev["kind"] == EventKind.Delete) | (ev["kind"] == EventKind.Replace)
         m.d.sync += have.eq(mem.resp.valid)
         with m.If(mem.resp.valid):
-            m.d.sync += wbucket.eq(resp)
+            # "any" registered beside the per-way flags, so the decision starts from flip-flops
+            m.d.sync += [wbucket.eq(resp), hits.eq(resp_hits), frees.eq(resp_frees),
+                         hit.eq(resp_hits.any()), has_free.eq(resp_frees.any())]
             for w in range(ways):
                 fewer = ~whole & (ev["shares"] < resp[w].shares)
                 m.d.sync += [
-                    hits[w].eq(resp[w].valid & (resp[w].order_ref == key)),
-                    frees[w].eq(~resp[w].valid),
                     partial[w].eq(fewer),
                     over[w].eq(~whole & (ev["shares"] > resp[w].shares)),
                     taken[w].eq(Mux(fewer, ev["shares"], resp[w].shares)),
@@ -246,14 +250,6 @@ class OrderTable(wiring.Component):
         hit_taken = Signal(32)
         m.d.comb += [entry.eq(_one_hot_select(hit_1h, [wbucket[w] for w in range(ways)])),
                      hit_taken.eq(_one_hot_select(hit_1h, [taken[w] for w in range(ways)]))]
-        # whether any way holds the key or is free, registered with the flags themselves so the
-        # decision starts from flip-flops
-        hit, has_free = Signal(name="hit"), Signal(name="has_free")
-        with m.If(mem.resp.valid):
-            m.d.sync += [
-                hit.eq(Cat(resp[w].valid & (resp[w].order_ref == key) for w in range(ways)).any()),
-                has_free.eq(Cat(~resp[w].valid for w in range(ways)).any()),
-            ]
 
         # what DECIDE does to each way, registered: WRITE builds the bucket it writes from
         # these one-hot selects, so the decision drives 3 x ways flip-flops, not the bucket's
@@ -274,7 +270,8 @@ class OrderTable(wiring.Component):
             with m.Elif(reduced[w]):
                 m.d.comb += written[w].shares.eq(left[w])
 
-        # the read goes out with the event (its reference while idle, then the key)
+        # the read goes out as IDLE takes the event (its bucket from the input register), then
+        # at the key's bucket
         idle = Signal()                     # the FSM is in IDLE (the select is not `ready`)
         # the input register: an event waits here with its reference's bucket already hashed,
         # so no hash stands between the stream and the block RAM's address (an event costs the

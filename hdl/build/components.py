@@ -47,11 +47,11 @@ COMPONENTS: dict[str, Entry] = {e.name: e for e in [
     Entry("mold_sequencer",  "tickpath.hdl.mold_sequencer:MoldSequencer", {}),
     Entry("mold_sequencer_wide", "tickpath.hdl.mold_sequencer_wide:MoldSequencerWide", {},
           devices=(E85,)),
+    # 25F: 4-way buckets and 8 levels a side, so the table (18 EBR) and the book (19) fit the
+    # 56 block RAMs together (the whole feed_path does not yet: docs/gateware.md)
     Entry("order_table",     "tickpath.hdl.order_table:OrderTableUnit",
           {E85: {"capacity": 8192}, E25: {"capacity": 2048, "ways": 4},
            UP5K: {"capacity": 512}}),
-    # 25F: 4-way buckets and 8 levels a side, so table (18 EBR), book (19) and the locate
-    # tables fit its 56 block RAMs together
     Entry("book",            "tickpath.hdl.book:Book",
           {E85: {"slots": 256}, E25: {"slots": 64, "levels": 8}, UP5K: {"slots": 8}}),
     Entry("feed_book",       "tickpath.hdl.feed_book:FeedBook",
