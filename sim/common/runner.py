@@ -94,12 +94,13 @@ def toolchain_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def export_verilog(component, name: str, path: pathlib.Path) -> pathlib.Path:
-    """Write ``component`` as Verilog module ``name``; the file is left untouched when
-    unchanged, so simulators skip rebuilding."""
+def export_verilog(component, name: str, path: pathlib.Path,
+                   platform: object | None = None) -> pathlib.Path:
+    """Write ``component`` as Verilog module ``name`` (elaborated for ``platform``); the file
+    is left untouched when unchanged, so simulators skip rebuilding."""
     from amaranth.back import verilog
     with toolchain_environment():
-        text = verilog.convert(component, name=name)
+        text = verilog.convert(component, name=name, platform=platform)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -133,14 +134,20 @@ def run_bench(toplevel: Callable[..., object] | object, name: str, test_module: 
               env: Mapping[str, str] | None = None, testcase: str | None = None,
               waves: bool | None = None,
               build_args: list[str] | None = None, seed: int | None = None,
-              check: bool = True) -> BenchResult:
+              check: bool = True, platform: object | None = None,
+              sources: tuple[pathlib.Path, ...] = (),
+              netlist: Callable[[pathlib.Path], pathlib.Path] | None = None) -> BenchResult:
     """Export ``toplevel`` to Verilog as module ``name``, build it for ``simulator`` in
     ``build/sim/<bench>/<simulator>[-params][-waves]`` and run the cocotb ``test_module``.
 
     ``toplevel`` is a component or a factory called with ``parameters`` (hardware
     parameters; also given to the bench as ``PARAM_<NAME>``). ``env`` reaches the bench
-    (stimulus, e.g. a JSON path). Raises :class:`BenchError` when the build or simulation
-    fails or, with ``check``, when any cocotb test failed.
+    (stimulus, e.g. a JSON path). ``platform`` is given to the elaboration (e.g. one whose
+    ``family`` selects vendor primitives) and ``sources`` are compiled beside the top (e.g. the
+    primitives' behavioural models). ``netlist`` turns the exported Verilog into the source
+    simulated instead (e.g. a Yosys mapping of it), returning its path. Raises
+    :class:`BenchError` when the build or simulation fails or, with ``check``, when any cocotb
+    test failed.
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
@@ -149,6 +156,10 @@ def run_bench(toplevel: Callable[..., object] | object, name: str, test_module: 
         waves = os.environ.get("WAVES", "") not in ("", "0")
     bench = bench or name
     tag = simulator + "".join(f"-{k}={v}" for k, v in sorted(parameters.items()))
+    if platform is not None:
+        tag += f"-{getattr(platform, 'family', type(platform).__name__)}"
+    if netlist is not None:
+        tag += "-netlist"
     if waves:
         tag += "-waves"
     build_dir = BUILD_ROOT / "sim" / bench / tag
@@ -158,14 +169,18 @@ def run_bench(toplevel: Callable[..., object] | object, name: str, test_module: 
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _build_and_test(component, name, test_module, simulator, bench, build_dir,
-                               parameters, env, testcase, waves, build_args, seed, check)
+                               parameters, env, testcase, waves, build_args, seed, check,
+                               platform, sources, netlist)
 
 
 def _build_and_test(component, name, test_module, simulator, bench, build_dir, parameters,
-                    env, testcase, waves, build_args, seed, check) -> BenchResult:
+                    env, testcase, waves, build_args, seed, check, platform=None,
+                    sources=(), netlist=None) -> BenchResult:
     from cocotb_tools.runner import get_runner
 
-    source = export_verilog(component, name, build_dir / f"{name}.v")
+    source = export_verilog(component, name, build_dir / f"{name}.v", platform=platform)
+    if netlist is not None:
+        source = netlist(source)
 
     test_env = {f"PARAM_{k.upper()}": str(v) for k, v in parameters.items()}
     test_env.update(env or {})
@@ -179,7 +194,7 @@ def _build_and_test(component, name, test_module, simulator, bench, build_dir, p
         runner = get_runner(simulator)
         started = time.monotonic()
         try:
-            runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir,
+            runner.build(sources=[source, *sources], hdl_toplevel=name, build_dir=build_dir,
                          build_args=args, timescale=TIMESCALE, waves=waves,
                          log_file=build_log)
         except (RuntimeError, SystemExit) as e:
