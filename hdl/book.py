@@ -7,15 +7,16 @@ better ones stay, the rest shift by one towards the back for an insert or the fr
 removal) and writes it back: the "shift" is one cycle wide, not one cycle per level. A second,
 small memory holds each side's best (price, shares) so the other side's BBO needs no full row.
 
-Cycle cost per :class:`~tickpath.protocol.bookfeed.BookOp`: accept (the rows are read), load
-(their read data into registers), compare (every level's price against the op's, registered),
-order (where the price goes, whether a level holds it, whether its last order goes, registered
-from those), apply (the new row from those flags, written back, and its update sent): the
-update is valid 5 cycles after the op was taken, 8 when it both reduces and adds (a replace:
-compare, order and apply twice). Whether the top ``depth`` levels changed is derived from the
-compares (the changed level's index, and for a replace whether the add put back what the
-reduce took), not from comparing the rows. A row is ``levels x 80 + 32`` bits wide: 512 rows
-of 16 levels (256 symbols) is about 0.66 Mbit.
+Cycle cost per :class:`~tickpath.protocol.bookfeed.BookOp`: accept (the rows are read), read
+(the rows into the block RAMs' output registers: ECP5 block RAM is too slow to come out for
+anything but its own register), load (the read data into registers), compare (every level's
+price against the op's, registered), order (where the price goes, whether a level holds it,
+whether its last order goes, registered from those), apply (the new row from those flags,
+written back, and its update sent): the update is valid 6 cycles after the op was taken, 9 when
+it both reduces and adds (a replace: compare, order and apply twice). Whether the top ``depth``
+levels changed is derived from the compares (the insert position, the equal level's index, and
+for a replace whether the add put back what the reduce took), not from comparing the rows. A row
+is ``levels x 80 + 32`` bits wide: 512 rows of 16 levels (256 symbols) is about 0.66 Mbit.
 
 Too many levels: inserting a new price into a full side (``levels`` held) drops the worst level
 (or the new one, when it is the worst), counts ``level_overflow`` and flags the symbol invalid;
@@ -28,9 +29,9 @@ op flagged the symbol (an op with neither sends nothing), with the BBO; a query 
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from tickpath.hdl.bram import ColumnMemory
 from tickpath.hdl.counters import late_counters
 from tickpath.protocol.bookfeed import (
     CYCLE_WIDTH,
@@ -119,10 +120,12 @@ class Book(wiring.Component):
 
         m.d.sync += self.cycle.eq(self.cycle + 1)
 
-        m.submodules.rows = rows = Memory(shape=Row, depth=2 * self._slots, init=[])
-        m.submodules.bests = bests = Memory(shape=Best, depth=2 * self._slots, init=[])
-        row_wp, row_rp = rows.write_port(), rows.read_port(domain="sync")
-        best_wp, best_rp = bests.write_port(), bests.read_port(domain="sync")
+        # both read through the block RAM's output register: the read data comes two cycles
+        # after the address, out of a flip-flop (ECP5 block RAM itself takes most of a cycle)
+        m.submodules.rows = rows = ColumnMemory(shape=Row, depth=2 * self._slots,
+                                                registered=True)
+        m.submodules.bests = bests = ColumnMemory(shape=Best, depth=2 * self._slots,
+                                                  registered=True)
 
         op       = Signal(BookOp)
         is_query = Signal()
@@ -151,25 +154,47 @@ class Book(wiring.Component):
             m.d.sync += [do_add.eq(load_add),
                          price.eq(Mux(load_add, op.add_price, op.reduce_price)),
                          shares.eq(Mux(load_add, op.add_shares, op.reduce_shares))]
-        bid = ~op.side
         lv = row.levels
+        # CMP's operands, one copy per group of levels (the pass's price fans out to a few
+        # levels' comparators each, not to all): every copy loads with the pass registers. Yosys
+        # merges flip-flops with the same inputs, so each copy also loads in its own set of the
+        # states in which no copy is read (any but CMP), and no two have the same enable.
+        copies = min(L, 16)
+        group = -(-L // copies)
+        Copy = data.StructLayout({
+            "cmp":    33,                       # Cat(side, ~price): one carry chain per level
+            "shares": 33,                       # Cat(reduce, shares or ~reduce_shares)
+            "orders": ORDERS_WIDTH,             # +1, or -remove
+        })
+        copy = [Signal(Copy, name=f"pass_copy{c}") for c in range(copies)]
+        copy_value = Signal(Copy)
+        m.d.comb += [
+            copy_value.cmp.eq(Cat(op.side, ~Mux(load_add, op.add_price, op.reduce_price))),
+            copy_value.shares.eq(Cat(~load_add, Mux(load_add, op.add_shares,
+                                                    ~op.reduce_shares))),
+            copy_value.orders.eq(Mux(load_add, 1, -op.remove)),
+        ]
         present = Signal(L)
         c_better = Signal(L)
         c_equal  = Signal(L)
-        for k in range(L):
-            m.d.comb += [
-                present[k].eq(row.count > k),
-                c_better[k].eq(present[k] & Mux(bid, lv[k].price > price, lv[k].price < price)),
-                c_equal[k].eq(present[k] & (lv[k].price == price)),
-            ]
         # every level's shares and orders as the pass would leave them, registered with the
         # flags: APPLY only selects
         upd = Signal(data.ArrayLayout(data.StructLayout({"shares": 32, "orders": ORDERS_WIDTH}),
                                       L))
         for k in range(L):
+            c = copy[k // group]
+            side = c.cmp[0]
+            # lv + ~price + side carries out when lv > price (bid: side 0) or lv >= price (ask)
+            carry = (Cat(side, lv[k].price) + c.cmp)[33]
+            m.d.comb += [
+                present[k].eq(row.count > k),
+                c_better[k].eq(present[k] & (carry ^ side)),
+                c_equal[k].eq(present[k] & (lv[k].price == ~c.cmp[1:])),
+            ]
             m.d.sync += [
-                upd[k].shares.eq(Mux(do_add, lv[k].shares + shares, lv[k].shares - shares)),
-                upd[k].orders.eq(Mux(do_add, lv[k].orders + 1, lv[k].orders - op.remove)),
+                # lv + shares, or lv + ~reduce_shares + 1
+                upd[k].shares.eq((Cat(c.shares[0], lv[k].shares) + c.shares)[1:33]),
+                upd[k].orders.eq(lv[k].orders + c.orders),
             ]
         # CMP registers every level's compares with the pass's price (and what else each level
         # says); ORDER registers what follows from them: where the price goes, whether a level
@@ -182,66 +207,59 @@ class Book(wiring.Component):
         m.d.sync += [better.eq(c_better), equal.eq(c_equal),
                      one.eq(Cat(lv[k].orders == 1 for k in range(L))),
                      same_at.eq(Cat(lv[k].shares == op.add_shares for k in range(L)))]
-        at      = Signal(L)                     # one-hot: the first level not better
         found   = Signal()
         full    = Signal()
         gone    = Signal()                      # the equal level's last order goes
-        m.d.sync += [at.eq(Cat(~better[k] & (better[k - 1] if k else 1) for k in range(L))),
-                     found.eq(equal.any()), full.eq(row.count == L),
+        m.d.sync += [found.eq(equal.any()), full.eq(row.count == L),
                      # (a reduce that removes no order leaves every present level's orders)
                      gone.eq(op.remove & (equal & one).any())]
         same = Signal()                         # the equal level's shares == add_shares
         m.d.comb += same.eq((equal & same_at).any())
         # the pass changes the top N levels (exactly: adjacent levels differ in price, a
-        # present level holds at least one order); from the registered flags, beside APPLY's
-        # selects
+        # present level holds at least one order); registered in ORDER from CMP's flags (the
+        # better levels are a prefix: the insert position is in the top N unless all N are)
         reduces = Signal()                      # the op's reduce takes shares or an order
         changed = Signal()
-        top_equal, top_at = equal[:N].any(), at[:N].any()
-        m.d.comb += changed.eq(Mux(do_add, Mux(found, top_equal, top_at),
-                                   top_equal & (gone | reduces)))
         # the reduce pass's flags, kept for the add pass: whether the add undoes the reduce
         changed1 = Signal()                     # the reduce pass changed the top N
         same_price  = Signal()                  # reduce_price == add_price
         same_shares = Signal()                  # reduce_shares == add_shares
 
+        # what APPLY does, registered in ORDER: all zero in every other state, so `row_out` is
+        # `row` outside APPLY and the update's payload loads from `row_out` in any state. Each
+        # level has its own selects (its 80 bits' multiplexers, not the whole row's, behind one
+        # flip-flop)
+        ins  = Signal()                         # the add inserts a level (none holds its price)
+        rem  = Signal()                         # the reduce removes the equal level
+        miss = Signal()                         # the reduce finds no level
+        put_new  = Signal(L)                    # the level becomes the new one
+        put_prev = Signal(L)                    # the level takes the one before (an insert)
+        put_next = Signal(L)                    # the level takes the one after (a removal)
+        put_upd  = Signal(L)                    # the level's shares and orders change
         row_out = Signal(Row)
         pass_overflow = Signal()
         pass_missing  = Signal()
         # plain expressions: Icarus does not evaluate an `always @*` block whose inputs never
         # change, and these may not (a stream of adds to rows that never fill)
-        m.d.comb += [pass_overflow.eq(do_add & ~found & full),
-                     pass_missing.eq(~do_add & ~found)]
+        m.d.comb += [pass_overflow.eq(ins & full), pass_missing.eq(miss)]
         m.d.comb += row_out.eq(row)
         new_level = Signal(Level)
         m.d.comb += [new_level.price.eq(price), new_level.shares.eq(shares),
                      new_level.orders.eq(1)]
-        with m.If(do_add):
-            with m.If(found):
-                for k in range(L):
-                    with m.If(equal[k]):
-                        m.d.comb += [row_out.levels[k].shares.eq(upd[k].shares),
-                                     row_out.levels[k].orders.eq(upd[k].orders)]
-            with m.Else():
-                with m.If(~full):
-                    m.d.comb += row_out.count.eq(row.count + 1)
-                for k in range(L):
-                    with m.If(at[k]):
-                        m.d.comb += row_out.levels[k].eq(new_level)
-                    with m.Elif(~better[k] & (k > 0)):
-                        m.d.comb += row_out.levels[k].eq(lv[k - 1] if k else 0)
-        with m.Else():
-            with m.If(found):
-                with m.If(gone):
-                    m.d.comb += row_out.count.eq(row.count - 1)
-                    for k in range(L):
-                        with m.If(~better[k]):
-                            m.d.comb += row_out.levels[k].eq(lv[k + 1] if k + 1 < L else 0)
-                with m.Else():
-                    for k in range(L):
-                        with m.If(equal[k]):
-                            m.d.comb += [row_out.levels[k].shares.eq(upd[k].shares),
-                                         row_out.levels[k].orders.eq(upd[k].orders)]
+        with m.If(ins & ~full):
+            m.d.comb += row_out.count.eq(row.count + 1)
+        with m.If(rem):
+            m.d.comb += row_out.count.eq(row.count - 1)
+        for k in range(L):
+            with m.If(put_new[k]):
+                m.d.comb += row_out.levels[k].eq(new_level)
+            with m.If(put_prev[k]):
+                m.d.comb += row_out.levels[k].eq(lv[k - 1] if k else 0)
+            with m.If(put_next[k]):
+                m.d.comb += row_out.levels[k].eq(lv[k + 1] if k + 1 < L else 0)
+            with m.If(put_upd[k]):
+                m.d.comb += [row_out.levels[k].shares.eq(upd[k].shares),
+                             row_out.levels[k].orders.eq(upd[k].orders)]
 
         # the top N changed over the op: after two passes, unless the add put back what the
         # reduce took (same price, and the same shares on a level that stays or goes)
@@ -255,31 +273,50 @@ class Book(wiring.Component):
 
         addr = Signal(range(2 * self._slots))
         other_addr = Signal.like(addr)
-        m.d.comb += [row_rp.addr.eq(addr), best_rp.addr.eq(other_addr),
-                     row_wp.addr.eq(Cat(op.side, op.slot)),
-                     best_wp.addr.eq(Cat(op.side, op.slot))]
+        m.d.comb += [rows.r_addr.eq(addr), bests.r_addr.eq(other_addr),
+                     rows.w_addr.eq(Cat(op.side, op.slot)),
+                     bests.w_addr.eq(Cat(op.side, op.slot))]
 
         was_invalid = Signal()                  # the slot's flag when the op was loaded
-        sent_invalid = Signal()                 # the flag an update waiting in SEND carries
+        # a slot's flag is written the cycle after the op (or the clear) that sets it: one
+        # write a cycle, so a clear after an op still wins, and an op's LOAD comes later still
+        flag_en    = Signal()
+        flag_slot  = Signal(SLOT_WIDTH)
+        flag_value = Signal()
+        m.d.sync += flag_en.eq(0)
+        with m.If(flag_en):
+            m.d.sync += self.invalid.bit_select(flag_slot, 1).eq(flag_value)
+        # the flag the op leaves: in APPLY, FINISH and SEND alike (the pass flags are zero
+        # outside APPLY, and APPLY adds them to `overflow` and `missing`)
+        op_overflow = overflow | pass_overflow
+        op_missing  = missing | pass_missing
+        now_invalid = Signal()
+        m.d.comb += now_invalid.eq(was_invalid | op.invalidate | op_overflow | op_missing)
 
-        def finish(result, now_invalid, op_overflow, op_missing):
-            """Write ``result`` back, update the flag and the counters."""
-            m.d.comb += [row_wp.data.eq(result), row_wp.en.eq(~is_query),
-                         best_wp.data.price.eq(result.levels[0].price),
-                         best_wp.data.shares.eq(result.levels[0].shares),
-                         best_wp.en.eq(~is_query)]
-            m.d.sync += self.invalid.bit_select(op.slot, 1).eq(now_invalid)
+        # the payload loads whenever the output is free, from `row_out` (`row` outside APPLY):
+        # no state decode or decision reaches its enables, only `valid` waits for them
+        with m.If(~o.valid | o.ready):
+            self._emit(m, op, row_out, other, now_invalid)
+
+        # the rows are written in the op's last cycle (APPLY of its last pass, or FINISH), from
+        # a strobe registered the cycle before: no state decode in front of the blocks' enables
+        write = Signal()
+        m.d.sync += write.eq(0)
+        m.d.comb += [rows.w_data.eq(row_out), rows.w_en.eq(write),
+                     bests.w_data.price.eq(row_out.levels[0].price),
+                     bests.w_data.shares.eq(row_out.levels[0].shares), bests.w_en.eq(write)]
+
+        def finish():
+            """Update the flag and the counters (``write`` writes the rows)."""
+            m.d.sync += [flag_en.eq(1), flag_slot.eq(op.slot), flag_value.eq(now_invalid)]
             with m.If(op_overflow):
                 count("level_overflow")
             with m.If(op_missing):
                 count("level_missing")
 
-        def send(result, emit, now_invalid):
-            """Send ``result``'s update when ``emit``; to IDLE, or to SEND while the output is
-            held. The payload loads whenever the output is free: only ``valid`` waits for
-            ``emit``, so the decision does not reach the payload's enables."""
+        def send(emit):
+            """Send the update when ``emit``; to IDLE, or to SEND while the output is held."""
             with m.If(~o.valid | o.ready):
-                self._emit(m, op, result, other, now_invalid)
                 m.d.sync += o.valid.eq(emit)
                 with m.If(emit):
                     count("updates")
@@ -287,16 +324,17 @@ class Book(wiring.Component):
             with m.Elif(~emit):
                 m.next = "IDLE"
             with m.Else():
-                m.d.sync += sent_invalid.eq(now_invalid)
                 m.next = "SEND"
 
-        with m.FSM():
+        m.d.sync += [ins.eq(0), rem.eq(0), miss.eq(0),
+                     put_new.eq(0), put_prev.eq(0), put_next.eq(0), put_upd.eq(0)]
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += [addr.eq(Cat(i.p.side, i.p.slot)),
                              other_addr.eq(Cat(~i.p.side, i.p.slot))]
                 with m.If(self.clear.valid):
                     m.d.comb += self.clear.ready.eq(1)
-                    m.d.sync += self.invalid.bit_select(self.clear.p, 1).eq(0)
+                    m.d.sync += [flag_en.eq(1), flag_slot.eq(self.clear.p), flag_value.eq(0)]
                 with m.Elif(self.query.valid):
                     m.d.comb += [self.query.ready.eq(1),
                                  addr.eq(Cat(self.query.p.side, self.query.p.slot)),
@@ -304,21 +342,24 @@ class Book(wiring.Component):
                     m.d.sync += [op.eq(0), op.kind.eq(EventKind.Other),
                                  op.slot.eq(self.query.p.slot), op.side.eq(self.query.p.side),
                                  op.ingress.eq(self.cycle), is_query.eq(1)]
-                    m.next = "LOAD"
+                    m.next = "READ"
                 with m.Else():
                     m.d.comb += i.ready.eq(1)
                     with m.If(i.valid):
                         m.d.sync += [op.eq(i.p), is_query.eq(0),
                                      load_pass.eq(1), load_add.eq(~i.p.reduce)]
                         count("ops")
-                        m.next = "LOAD"
+                        m.next = "READ"
+
+            with m.State("READ"):           # the rows are read into the blocks' registers
+                m.next = "LOAD"
 
             with m.State("LOAD"):           # the rows' read data, straight into registers
                 m.d.sync += [
-                    row.eq(row_rp.data),
-                    row.stock_locate.eq(Mux(is_query, row_rp.data.stock_locate,
+                    row.eq(rows.r_data),
+                    row.stock_locate.eq(Mux(is_query, rows.r_data.stock_locate,
                                             op.stock_locate)),
-                    other.eq(best_rp.data),
+                    other.eq(bests.r_data),
                     overflow.eq(0), missing.eq(0), second.eq(0),
                     reduces.eq(op.remove | (op.reduce_shares != 0)),
                     was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
@@ -328,14 +369,33 @@ class Book(wiring.Component):
                 with m.If(~is_query & (op.reduce | op.add)):
                     m.next = "CMP"
                 with m.Else():
+                    m.d.sync += write.eq(~is_query)
                     m.next = "FINISH"
 
             with m.State("CMP"):
                 m.next = "ORDER"
 
             with m.State("ORDER"):
+                found_now = equal.any()
+                gone_now = op.remove & (equal & one).any()
+                top_equal = equal[:N].any()
+                m.d.sync += changed.eq(Mux(do_add, Mux(found_now, top_equal, ~better[N - 1]),
+                                           top_equal & (gone_now | reduces)))
+                ins_now = do_add & ~found_now
+                mod_now = found_now & (do_add | ~gone_now)
+                rem_now = ~do_add & gone_now
+                m.d.sync += [ins.eq(ins_now), rem.eq(rem_now), miss.eq(~do_add & ~found_now)]
+                for k in range(L):
+                    # the first level not better (better levels are a prefix)
+                    at_k = ~better[k] & (better[k - 1] if k else 1)
+                    m.d.sync += [put_new[k].eq(ins_now & at_k),
+                                 put_prev[k].eq(ins_now & ~better[k] & ~at_k),
+                                 put_next[k].eq(rem_now & ~better[k]),
+                                 put_upd[k].eq(mod_now & equal[k])]
                 with m.If(op.reduce & op.add & ~second):
                     m.d.sync += [load_pass.eq(1), load_add.eq(1)]     # the add pass next
+                with m.Else():
+                    m.d.sync += write.eq(1)                            # the last pass
                 m.next = "APPLY"
 
             with m.State("APPLY"):
@@ -348,23 +408,27 @@ class Book(wiring.Component):
                                            & Mux(gone, same, same_shares))]
                     m.next = "CMP"
                 with m.Else():
-                    op_overflow = overflow | pass_overflow
-                    op_missing = missing | pass_missing
-                    now_invalid = was_invalid | op.invalidate | op_overflow | op_missing
-                    finish(row_out, now_invalid, op_overflow, op_missing)
-                    send(row_out, changed_op | (now_invalid & ~was_invalid), now_invalid)
+                    finish()
+                    send(changed_op | (now_invalid & ~was_invalid))
 
             with m.State("FINISH"):         # a query, or an op that touches no level
-                now_invalid = was_invalid | op.invalidate
-                finish(row, now_invalid, 0, 0)
-                send(row, is_query | (now_invalid & ~was_invalid), now_invalid)
+                finish()
+                send(is_query | (now_invalid & ~was_invalid))
 
             with m.State("SEND"):           # the update waits for the output
                 with m.If(~o.valid | o.ready):
-                    self._emit(m, op, row, other, sent_invalid)
                     m.d.sync += o.valid.eq(1)
                     count("updates")
                     m.next = "IDLE"
+
+        # the copies of CMP's operands: copy c loads on `load_pass` and in the states of subset
+        # c of those no copy is read in (see above)
+        spare = [fsm.ongoing(state)
+                 for state in ("IDLE", "READ", "LOAD", "ORDER", "APPLY", "FINISH", "SEND")]
+        for c in range(copies):
+            extra = [spare[b] for b in range(len(spare)) if c >> b & 1]
+            with m.If(Cat(load_pass, *extra).any()):
+                m.d.sync += copy[c].eq(copy_value)
         return m
 
     def _emit(self, m, op, row, other, invalid):

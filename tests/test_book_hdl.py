@@ -123,7 +123,7 @@ def test_flags_missing_levels_query_and_clear():
 
 
 def test_cycle_cost_per_op():
-    """An update is valid 5 cycles after its op was taken (8 for reduce + add)."""
+    """An update is valid 6 cycles after its op was taken (9 for reduce + add)."""
     params = {"slots": 1, "levels": 4, "depth": 2}
     model = FeedBookModel(capacity=64, ways=4, locate_bits=2, **params)
     add = {"kind": EventKind.Add, "slot": 0, "stock_locate": 1, "side": 0, "reduce": 0,
@@ -132,7 +132,7 @@ def test_cycle_cost_per_op():
     replace = {**add, "kind": EventKind.Replace, "reduce": 1, "remove": 1,
                "reduce_price": 100, "reduce_shares": 5, "add_price": 101}
     stamps = run_book([add, replace], model, **params)
-    assert [e - i for i, e in stamps] == [5, 8]
+    assert [e - i for i, e in stamps] == [6, 9]
 
 
 def test_updates_only_when_the_top_changes():
