@@ -156,15 +156,17 @@ class Book(wiring.Component):
                          shares.eq(Mux(load_add, op.add_shares, op.reduce_shares))]
         lv = row.levels
         # CMP's operands, one copy per group of levels (the pass's price fans out to a few
-        # levels' comparators each, not to all): every copy loads with the pass registers. Yosys
-        # merges flip-flops with the same inputs, so each copy also loads in its own set of the
-        # states in which no copy is read (any but CMP), and no two have the same enable.
+        # levels' comparators each, not to all): every copy loads with the pass registers. Their
+        # value changes only where the pass's does, so a copy may load on any cycle: copy c also
+        # loads when bit c of the cycle counter is set, so no two have the same enable (Yosys
+        # merges flip-flops with the same inputs) and no state decode reaches them.
         copies = min(L, 16)
         group = -(-L // copies)
         Copy = data.StructLayout({
             "cmp":    33,                       # Cat(side, ~price): one carry chain per level
             "shares": 33,                       # Cat(reduce, shares or ~reduce_shares)
             "orders": ORDERS_WIDTH,             # +1, or -remove
+            "add_shares": 32,                   # for "the level's shares == add_shares"
         })
         copy = [Signal(Copy, name=f"pass_copy{c}") for c in range(copies)]
         copy_value = Signal(Copy)
@@ -173,6 +175,7 @@ class Book(wiring.Component):
             copy_value.shares.eq(Cat(~load_add, Mux(load_add, op.add_shares,
                                                     ~op.reduce_shares))),
             copy_value.orders.eq(Mux(load_add, 1, -op.remove)),
+            copy_value.add_shares.eq(op.add_shares),
         ]
         present = Signal(L)
         c_better = Signal(L)
@@ -206,7 +209,8 @@ class Book(wiring.Component):
         same_at = Signal(L)                     # the level's shares == add_shares
         m.d.sync += [better.eq(c_better), equal.eq(c_equal),
                      one.eq(Cat(lv[k].orders == 1 for k in range(L))),
-                     same_at.eq(Cat(lv[k].shares == op.add_shares for k in range(L)))]
+                     same_at.eq(Cat(lv[k].shares == copy[k // group].add_shares
+                                    for k in range(L)))]
         found   = Signal()
         full    = Signal()
         gone    = Signal()                      # the equal level's last order goes
@@ -264,8 +268,9 @@ class Book(wiring.Component):
         # the top N changed over the op: after two passes, unless the add put back what the
         # reduce took (same price, and the same shares on a level that stays or goes)
         undone = Signal()                       # registered with the reduce pass's flags
-        changed_op = Signal()
-        m.d.comb += changed_op.eq(Mux(second, (changed1 | changed) & ~undone, changed))
+        # whether the op sends an update (its top N changed, or it flagged the symbol):
+        # registered in ORDER of its last pass, or in LOAD of an op that touches no level
+        emit = Signal()
 
         # --- control ----------------------------------------------------------------------
         with m.If(o.ready):
@@ -328,7 +333,7 @@ class Book(wiring.Component):
 
         m.d.sync += [ins.eq(0), rem.eq(0), miss.eq(0),
                      put_new.eq(0), put_prev.eq(0), put_next.eq(0), put_upd.eq(0)]
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [addr.eq(Cat(i.p.side, i.p.slot)),
                              other_addr.eq(Cat(~i.p.side, i.p.slot))]
@@ -352,6 +357,8 @@ class Book(wiring.Component):
                         m.next = "READ"
 
             with m.State("READ"):           # the rows are read into the blocks' registers
+                # (the flag of the op before, or of a clear, was written in IDLE at the latest)
+                m.d.sync += was_invalid.eq(self.invalid.bit_select(op.slot, 1))
                 m.next = "LOAD"
 
             with m.State("LOAD"):           # the rows' read data, straight into registers
@@ -362,14 +369,14 @@ class Book(wiring.Component):
                     other.eq(bests.r_data),
                     overflow.eq(0), missing.eq(0), second.eq(0),
                     reduces.eq(op.remove | (op.reduce_shares != 0)),
-                    was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
                     same_price.eq(op.reduce_price == op.add_price),
                     same_shares.eq(op.reduce_shares == op.add_shares),
                 ]
                 with m.If(~is_query & (op.reduce | op.add)):
                     m.next = "CMP"
                 with m.Else():
-                    m.d.sync += write.eq(~is_query)
+                    m.d.sync += [write.eq(~is_query),
+                                 emit.eq(is_query | (op.invalidate & ~was_invalid))]
                     m.next = "FINISH"
 
             with m.State("CMP"):
@@ -379,9 +386,17 @@ class Book(wiring.Component):
                 found_now = equal.any()
                 gone_now = op.remove & (equal & one).any()
                 top_equal = equal[:N].any()
-                m.d.sync += changed.eq(Mux(do_add, Mux(found_now, top_equal, ~better[N - 1]),
-                                           top_equal & (gone_now | reduces)))
+                changed_now = Mux(do_add, Mux(found_now, top_equal, ~better[N - 1]),
+                                  top_equal & (gone_now | reduces))
                 ins_now = do_add & ~found_now
+                flags_now = ~was_invalid & (op.invalidate | overflow | missing
+                                            | (ins_now & (row.count == L))
+                                            | (~do_add & ~found_now))
+                m.d.sync += [
+                    changed.eq(changed_now),
+                    emit.eq(Mux(second, (changed1 | changed_now) & ~undone, changed_now)
+                            | flags_now),
+                ]
                 mod_now = found_now & (do_add | ~gone_now)
                 rem_now = ~do_add & gone_now
                 m.d.sync += [ins.eq(ins_now), rem.eq(rem_now), miss.eq(~do_add & ~found_now)]
@@ -409,11 +424,11 @@ class Book(wiring.Component):
                     m.next = "CMP"
                 with m.Else():
                     finish()
-                    send(changed_op | (now_invalid & ~was_invalid))
+                    send(emit)
 
             with m.State("FINISH"):         # a query, or an op that touches no level
                 finish()
-                send(is_query | (now_invalid & ~was_invalid))
+                send(emit)
 
             with m.State("SEND"):           # the update waits for the output
                 with m.If(~o.valid | o.ready):
@@ -421,13 +436,9 @@ class Book(wiring.Component):
                     count("updates")
                     m.next = "IDLE"
 
-        # the copies of CMP's operands: copy c loads on `load_pass` and in the states of subset
-        # c of those no copy is read in (see above)
-        spare = [fsm.ongoing(state)
-                 for state in ("IDLE", "READ", "LOAD", "ORDER", "APPLY", "FINISH", "SEND")]
+        # the copies of CMP's operands (see above)
         for c in range(copies):
-            extra = [spare[b] for b in range(len(spare)) if c >> b & 1]
-            with m.If(Cat(load_pass, *extra).any()):
+            with m.If(load_pass | self.cycle[c]):
                 m.d.sync += copy[c].eq(copy_value)
         return m
 
