@@ -154,7 +154,6 @@ class Book(wiring.Component):
             m.d.sync += [do_add.eq(load_add),
                          price.eq(Mux(load_add, op.add_price, op.reduce_price)),
                          shares.eq(Mux(load_add, op.add_shares, op.reduce_shares))]
-        lv = row.levels
         # CMP's operands, one copy per group of levels (the pass's price fans out to a few
         # levels' comparators each, not to all): every copy loads with the pass registers. Their
         # value changes only where the pass's does, so a copy may load on any cycle: copy c also
@@ -177,6 +176,13 @@ class Book(wiring.Component):
             copy_value.orders.eq(Mux(load_add, 1, -op.remove)),
             copy_value.add_shares.eq(op.add_shares),
         ]
+        # the levels as CMP reads them: equal to `row.levels` from LOAD on, a register of its
+        # own so it can be placed by the compares, not by the row's multiplexers, block RAM and
+        # payload. It loads on every cycle (the read data in LOAD, else `row_out`, which is
+        # `row` outside APPLY), `row` only in LOAD and APPLY: Yosys keeps the two apart.
+        lv = Signal(data.ArrayLayout(Level, L))
+        in_load = Signal()                      # the FSM is in LOAD (registered in READ)
+        m.d.sync += in_load.eq(0)
         present = Signal(L)
         c_better = Signal(L)
         c_equal  = Signal(L)
@@ -250,6 +256,7 @@ class Book(wiring.Component):
         new_level = Signal(Level)
         m.d.comb += [new_level.price.eq(price), new_level.shares.eq(shares),
                      new_level.orders.eq(1)]
+        m.d.sync += lv.eq(Mux(in_load, rows.r_data.levels, row_out.levels))
         with m.If(ins & ~full):
             m.d.comb += row_out.count.eq(row.count + 1)
         with m.If(rem):
@@ -258,9 +265,9 @@ class Book(wiring.Component):
             with m.If(put_new[k]):
                 m.d.comb += row_out.levels[k].eq(new_level)
             with m.If(put_prev[k]):
-                m.d.comb += row_out.levels[k].eq(lv[k - 1] if k else 0)
+                m.d.comb += row_out.levels[k].eq(row.levels[k - 1] if k else 0)
             with m.If(put_next[k]):
-                m.d.comb += row_out.levels[k].eq(lv[k + 1] if k + 1 < L else 0)
+                m.d.comb += row_out.levels[k].eq(row.levels[k + 1] if k + 1 < L else 0)
             with m.If(put_upd[k]):
                 m.d.comb += [row_out.levels[k].shares.eq(upd[k].shares),
                              row_out.levels[k].orders.eq(upd[k].orders)]
@@ -268,9 +275,11 @@ class Book(wiring.Component):
         # the top N changed over the op: after two passes, unless the add put back what the
         # reduce took (same price, and the same shares on a level that stays or goes)
         undone = Signal()                       # registered with the reduce pass's flags
-        # whether the op sends an update (its top N changed, or it flagged the symbol):
-        # registered in ORDER of its last pass, or in LOAD of an op that touches no level
+        # whether the op sends an update: its top N changed, or it flagged the symbol (`flags`:
+        # registered in ORDER of each pass, or in LOAD of an op that touches no level)
+        flags = Signal()
         emit = Signal()
+        m.d.comb += emit.eq(Mux(second, (changed1 | changed) & ~undone, changed) | flags)
 
         # --- control ----------------------------------------------------------------------
         with m.If(o.ready):
@@ -358,7 +367,8 @@ class Book(wiring.Component):
 
             with m.State("READ"):           # the rows are read into the blocks' registers
                 # (the flag of the op before, or of a clear, was written in IDLE at the latest)
-                m.d.sync += was_invalid.eq(self.invalid.bit_select(op.slot, 1))
+                m.d.sync += [was_invalid.eq(self.invalid.bit_select(op.slot, 1)),
+                             in_load.eq(1)]
                 m.next = "LOAD"
 
             with m.State("LOAD"):           # the rows' read data, straight into registers
@@ -375,8 +385,8 @@ class Book(wiring.Component):
                 with m.If(~is_query & (op.reduce | op.add)):
                     m.next = "CMP"
                 with m.Else():
-                    m.d.sync += [write.eq(~is_query),
-                                 emit.eq(is_query | (op.invalidate & ~was_invalid))]
+                    m.d.sync += [write.eq(~is_query), changed.eq(0),
+                                 flags.eq(is_query | (op.invalidate & ~was_invalid))]
                     m.next = "FINISH"
 
             with m.State("CMP"):
@@ -392,11 +402,7 @@ class Book(wiring.Component):
                 flags_now = ~was_invalid & (op.invalidate | overflow | missing
                                             | (ins_now & (row.count == L))
                                             | (~do_add & ~found_now))
-                m.d.sync += [
-                    changed.eq(changed_now),
-                    emit.eq(Mux(second, (changed1 | changed_now) & ~undone, changed_now)
-                            | flags_now),
-                ]
+                m.d.sync += [changed.eq(changed_now), flags.eq(flags_now)]
                 mod_now = found_now & (do_add | ~gone_now)
                 rem_now = ~do_add & gone_now
                 m.d.sync += [ins.eq(ins_now), rem.eq(rem_now), miss.eq(~do_add & ~found_now)]
